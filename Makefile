@@ -1,0 +1,44 @@
+# skysort: every README command is a target here. Each creates .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EPOCHS ?= 25
+
+.PHONY: help serve test lint models bench clean-runs
+
+help:
+	@echo "make serve   start the HTTP service with the bundled models (http://127.0.0.1:3000)"
+	@echo "make test    run the test suite"
+	@echo "make lint    ruff check + format check"
+	@echo "make models  retrain the default bundles from data/ (bundles/)"
+	@echo "make bench   print throughput figures (read+preprocess, predictor, classify)"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/skysort serve --host $${HOST:-127.0.0.1} --port $${PORT:-3000}
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+models: $(STAMP)
+	rm -rf runs/stellar runs/bundles/stellar
+	$(BIN)/skysort train stellar --epochs $(EPOCHS) --workdir runs/stellar --out runs/bundles/stellar
+	rm -rf bundles/stellar && mkdir -p bundles && mv runs/bundles/stellar bundles/stellar
+	$(BIN)/skysort evaluate stellar --bundle bundles/stellar --report reports/stellar
+
+bench: $(STAMP)
+	$(BIN)/python scripts/bench_stellar.py
+
+clean-runs:
+	rm -rf runs reports

@@ -1,0 +1,171 @@
+"""Model bundles: a directory with ``bundle.json`` and ``weights.msgpack``.
+
+Usage::
+
+    save_bundle(out_dir, net, card)                 # training side
+    predictor = load_bundle(out_dir)                # serving side, compiles at load
+    probabilities = predictor.predict(features)     # (N, n_classes)
+
+``bundle.json`` (the model card) holds: ``task``, ``labels``, ``network`` (registered name and
+constructor kwargs), ``preprocess`` (the parameters of the one preprocessing function used
+in training and serving), ``training`` (data sources, counts per class, augmentation,
+config), ``metrics``, ``created``, ``git_commit``, ``versions`` and ``bundle_id``.
+The weights are the network's NNX state without RNG state, serialised with
+``flax.serialization.msgpack_serialize`` as a nested dict (one portable file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, serialization
+
+from models.nets import build_net
+from models.preprocess import build_preprocess
+
+WEIGHTS_FILE = "weights.msgpack"
+CARD_FILE = "bundle.json"
+DEFAULT_BUCKETS = (1, 8, 32, 256)
+_VERSIONED = ("jax", "flax", "optax", "numpy", "astropy", "skysort")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def _versions() -> dict[str, str]:
+    versions = {}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def save_bundle(path: str | Path, net: nnx.Module, card: dict[str, Any]) -> dict[str, Any]:
+    """Write ``net``'s weights and the model card to ``path`` (created; must be empty or new).
+
+    ``card`` must hold task, labels, network {name, kwargs} and preprocess; created,
+    git_commit, versions and bundle_id are added here. Returns the completed card.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"{path} is not empty; choose a new --out or remove it")
+    path.mkdir(parents=True, exist_ok=True)
+    state = nnx.state(net, nnx.Not(nnx.RngState)).to_pure_dict()
+    payload = serialization.msgpack_serialize(jax.tree.map(np.asarray, state))
+    (path / WEIGHTS_FILE).write_bytes(payload)
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    digest = hashlib.sha256(payload).hexdigest()[:8]
+    card = {
+        **card,
+        "created": created.isoformat(),
+        "git_commit": _git_commit(),
+        "versions": _versions(),
+        "weights_sha256_8": digest,
+        "bundle_id": f"{card['task']}-{created:%Y%m%d}-{digest}",
+    }
+    (path / CARD_FILE).write_text(json.dumps(card, indent=2, default=_json_default))
+    return card
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in bundle.json")
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The model card (bundle.json) of a bundle directory."""
+    card_path = Path(path) / CARD_FILE
+    if not card_path.is_file():
+        raise FileNotFoundError(f"{path} is not a model bundle (no {CARD_FILE})")
+    return json.loads(card_path.read_text())
+
+
+def load_net(path: str | Path, card: dict[str, Any] | None = None) -> nnx.Module:
+    """Rebuild the network of a bundle and load its weights (evaluation mode)."""
+    card = card or read_card(path)
+    net = build_net(card["network"]["name"], card["network"]["kwargs"])
+    state = nnx.state(net, nnx.Not(nnx.RngState))
+    restored = serialization.msgpack_restore((Path(path) / WEIGHTS_FILE).read_bytes())
+    nnx.replace_by_pure_dict(state, restored)
+    nnx.update(net, state)
+    net.eval()
+    return net
+
+
+class Predictor:
+    """Jitted inference for one bundle, with batches padded to fixed bucket sizes.
+
+    Every bucket shape is compiled in ``__init__`` so that no request waits for XLA.
+    """
+
+    def __init__(self, path: str | Path, buckets: tuple[int, ...] = DEFAULT_BUCKETS):
+        self.path = Path(path)
+        self.card = read_card(path)
+        self.task: str = self.card["task"]
+        self.labels: list[str] = list(self.card["labels"])
+        self.bundle_id: str = self.card["bundle_id"]
+        self.preprocess = build_preprocess(self.card["preprocess"])
+        self.buckets = tuple(sorted(buckets))
+        graphdef, state = nnx.split(load_net(path, self.card))
+        self._state = state
+        self._forward = jax.jit(lambda s, x: jax.nn.softmax(nnx.merge(graphdef, s)(x), axis=-1))
+        self.feature_shape = tuple(self.card["feature_shape"])
+        for size in self.buckets:
+            self._run(np.zeros((size, *self.feature_shape), np.float32))
+
+    def _run(self, padded: np.ndarray) -> np.ndarray:
+        return np.asarray(self._forward(self._state, jnp.asarray(padded)))
+
+    def _bucket(self, n: int) -> int:
+        return next((b for b in self.buckets if b >= n), self.buckets[-1])
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, n_classes) for features (N, *feature_shape)."""
+        features = np.asarray(features, np.float32)
+        if features.shape[1:] != self.feature_shape:
+            raise ValueError(f"features of shape {features.shape[1:]}, expected {self.feature_shape}")
+        outputs = []
+        largest = self.buckets[-1]
+        for start in range(0, len(features), largest):
+            chunk = features[start : start + largest]
+            padded = np.zeros((self._bucket(len(chunk)), *self.feature_shape), np.float32)
+            padded[: len(chunk)] = chunk
+            outputs.append(self._run(padded)[: len(chunk)])
+        if not outputs:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return np.concatenate(outputs)
+
+    def label_probabilities(self, probabilities: np.ndarray) -> dict[str, float]:
+        """One row of probabilities as {label: probability} (rounded to 6 digits)."""
+        return {label: round(float(p), 6) for label, p in zip(self.labels, probabilities)}
+
+
+def load_bundle(path: str | Path, buckets: tuple[int, ...] = DEFAULT_BUCKETS) -> Predictor:
+    """Load a bundle directory and return its warm :class:`Predictor`."""
+    return Predictor(path, buckets)

@@ -1,0 +1,50 @@
+"""Spectrum record and the one error type every reader raises.
+
+Usage: ``Spectrum(wavelength=..., flux=..., ivar=..., meta={...})``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class SpectrumReadError(ValueError):
+    """An input could not be read as a spectrum (or image).
+
+    The message always names the file and the reason, e.g.
+    ``"spec-1.fits: truncated FITS file (expected 92160 bytes, got 4000)"``.
+    """
+
+    def __init__(self, path: str | Path | None, reason: str):
+        self.path = str(path) if path is not None else "<input>"
+        self.reason = reason
+        super().__init__(f"{Path(self.path).name}: {reason}")
+
+
+@dataclass
+class Spectrum:
+    """One 1D spectrum in vacuum wavelengths.
+
+    Attributes:
+        wavelength: vacuum wavelength in Angstrom, strictly increasing, float64.
+        flux: flux in the source's units (relative is fine), float64, same length.
+        ivar: inverse variance of ``flux``; 0 marks a pixel to ignore. When the source has
+            no errors it is 1 for good pixels and 0 for masked ones.
+        meta: source (``"lamost"``, ``"sdss"``, ``"ondrejov"``, ``"pickles"``, ``"jhc"``,
+            ``"text"``), object_id, ra, dec, redshift, pipeline_class, pipeline_subclass,
+            snr, plus reader-specific keys. Missing values are absent, not None.
+    """
+
+    wavelength: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def good(self) -> np.ndarray:
+        """Boolean mask of usable pixels (finite flux, positive ivar)."""
+        return np.isfinite(self.flux) & np.isfinite(self.ivar) & (self.ivar > 0)

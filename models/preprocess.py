@@ -1,0 +1,170 @@
+"""Preprocessing shared by training and serving: air->vacuum, grids, resampling, normalisation.
+
+Usage::
+
+    from models.preprocess import StellarPreprocess
+    spec = StellarPreprocess()              # parameters come from the bundle in practice
+    features = spec.apply(spectrum)         # (n_pix, 2): normalised flux, coverage mask
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from models.io.base import Spectrum
+
+
+def air_to_vacuum(wavelength_air: np.ndarray) -> np.ndarray:
+    """Convert air wavelengths (Angstrom) to vacuum with PyAstronomy's Ciddor (1996) formula.
+
+    PyAstronomy is imported here, not at module import, because it takes seconds to load
+    and only air-wavelength sources (Ondřejov, JHC, Pickles) need it.
+    """
+    from PyAstronomy.pyasl.asl.airtovac import airtovac2
+
+    wavelength_air = np.asarray(wavelength_air, dtype=np.float64)
+    return np.asarray(airtovac2(wavelength_air, mode="ciddor"), dtype=np.float64)
+
+
+def log_grid(wave_min: float, wave_max: float, n_pix: int) -> np.ndarray:
+    """Wavelengths (Angstrom) evenly spaced in log10, from wave_min to wave_max inclusive."""
+    return np.logspace(np.log10(wave_min), np.log10(wave_max), n_pix)
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Bin edges half-way between centres, extrapolated at both ends."""
+    mid = 0.5 * (centres[1:] + centres[:-1])
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
+
+
+def resample(
+    wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flux-conserving resampling of the good pixels onto ``grid``.
+
+    Bad pixels are bridged by linear interpolation between good neighbours; each output
+    bin gets the mean of the interpolated flux over its width (the difference of the
+    cumulative integral at its edges), which is right whether the grid is finer or coarser
+    than the input.
+
+    Returns:
+        (flux on grid, coverage): coverage is the fraction of each output bin that lies
+        inside the input's good wavelength range and not in a gap of bad pixels; flux is
+        0 where coverage is 0.
+    """
+    wl, fx = wavelength[good], flux[good]
+    if wl.size < 2:
+        return np.zeros_like(grid), np.zeros_like(grid)
+    edges = _edges(grid)
+    cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (fx[1:] + fx[:-1]) * np.diff(wl))])
+    inside = np.clip(edges, wl[0], wl[-1])
+    integral = np.diff(np.interp(inside, wl, cumulative))
+    width = np.diff(inside)
+    resampled = np.divide(integral, width, out=np.zeros_like(grid), where=width > 0)
+    coverage = width / np.diff(edges)
+    # Gaps: bins whose centre falls in a run of bad pixels wider than three input pixels.
+    log_step = np.median(np.diff(np.log(wavelength)))
+    gap_left = np.clip(np.searchsorted(wl, grid) - 1, 0, wl.size - 2)
+    gap_width = np.log(wl[gap_left + 1] / wl[gap_left])
+    coverage = np.where(gap_width > 3.0 * log_step, 0.0, coverage)
+    return np.where(coverage > 0, resampled, 0.0), coverage
+
+
+def pseudo_continuum(flux: np.ndarray, coverage: np.ndarray, window: int) -> np.ndarray:
+    """Upper envelope of the flux: a running 90th percentile over ``window`` pixels, smoothed.
+
+    Computed on covered pixels only (uncovered ones are filled by interpolation first) so
+    that the edges of the coverage do not pull the continuum down.
+    """
+    covered = coverage > 0.5
+    if covered.sum() < 2:
+        return np.ones_like(flux)
+    index = np.arange(flux.size)
+    filled = np.interp(index, index[covered], flux[covered])
+    envelope = ndimage.percentile_filter(filled, 90, size=window, mode="nearest")
+    smooth = ndimage.uniform_filter1d(envelope, size=window, mode="nearest")
+    floor = 1e-3 * np.max(np.abs(smooth))
+    return np.maximum(smooth, floor if floor > 0 else 1.0)
+
+
+@dataclass(frozen=True)
+class StellarPreprocess:
+    """Spectrum -> (n_pix, channels) features for the stellar classifier and the GAN.
+
+    The grid is log-uniform over the optical range that LAMOST (3700–9100 Å) and SDSS
+    (3800–9200 Å) share with the templates. Channels depend on ``normalisation``:
+
+    * ``"median"``: flux / median covered flux (keeps the continuum slope, i.e. temperature,
+      but also reddening and flux-calibration errors);
+    * ``"continuum"``: flux / pseudo-continuum - 1 (line strengths only);
+    * ``"median+continuum"``: both channels.
+
+    A last channel is the coverage (1 where the input has good flux), so missing ranges are
+    visible to the network rather than looking like zero flux. The choice between the
+    normalisations was made by measurement (see README, "Stellar model").
+    """
+
+    wave_min: float = 3700.0
+    wave_max: float = 9100.0
+    n_pix: int = 2048
+    normalisation: str = "median+continuum"
+    continuum_window: int = 101
+    rest_frame: bool = True
+    clip: float = 5.0
+
+    @property
+    def grid(self) -> np.ndarray:
+        return log_grid(self.wave_min, self.wave_max, self.n_pix)
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.normalisation.split("+")) + 1
+
+    def to_dict(self) -> dict:
+        return {"name": "stellar", **asdict(self)}
+
+    def apply(self, spectrum: Spectrum) -> np.ndarray:
+        """Features of one spectrum, float32 of shape (n_pix, n_channels)."""
+        wavelength = spectrum.wavelength
+        redshift = spectrum.meta.get("redshift")
+        if self.rest_frame and redshift is not None and abs(redshift) < 0.01:
+            wavelength = wavelength / (1.0 + redshift)
+        flux, coverage = resample(wavelength, spectrum.flux, spectrum.good, self.grid)
+        covered = coverage > 0.5
+        channels = []
+        for kind in self.normalisation.split("+"):
+            channels.append(self._normalise(flux, coverage, covered, kind))
+        channels.append(covered.astype(np.float64))
+        return np.stack(channels, axis=-1).astype(np.float32)
+
+    def _normalise(
+        self, flux: np.ndarray, coverage: np.ndarray, covered: np.ndarray, kind: str
+    ) -> np.ndarray:
+        if kind == "median":
+            scale = np.median(np.abs(flux[covered])) if covered.any() else 1.0
+            normalised = flux / (scale if scale > 0 else 1.0)
+        elif kind == "continuum":
+            normalised = flux / pseudo_continuum(flux, coverage, self.continuum_window) - 1.0
+        else:
+            raise ValueError(f"unknown normalisation {kind!r}")
+        return np.where(covered, np.clip(normalised, -self.clip, self.clip), 0.0)
+
+
+def coverage_fraction(features: np.ndarray) -> float:
+    """Share of grid pixels covered by the input (the last feature channel)."""
+    return float(features[..., -1].mean())
+
+
+PREPROCESSORS = {"stellar": StellarPreprocess}
+
+
+def build_preprocess(spec: dict):
+    """Rebuild a preprocessing object from the ``preprocess`` entry of a bundle.json."""
+    params = dict(spec)
+    name = params.pop("name")
+    if name not in PREPROCESSORS:
+        raise KeyError(f"unknown preprocessing {name!r}; known: {sorted(PREPROCESSORS)}")
+    return PREPROCESSORS[name](**params)

@@ -1,0 +1,1 @@
+"""skysort HTTP service (BentoML). Usage: ``bentoml serve serving.service:Skysort``."""

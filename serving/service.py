@@ -1,0 +1,47 @@
+"""The skysort BentoML service: classify uploaded spectra with the bundled models.
+
+Usage: ``bentoml serve serving.service:Skysort --port 3000`` (or ``skysort serve``), then
+``curl -F file=@spec.fits http://127.0.0.1:3000/classify_spectrum``.
+
+The service is thin: it loads the bundles (compiling every batch shape in ``__init__``),
+hands uploads to :mod:`models.inference` and turns user errors into 4xx answers of the form
+``{"error": "<file>: <reason>"}``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import bentoml
+
+from models.inference import classify_files, load_default_predictors
+
+UNPROCESSABLE = 422
+
+
+@bentoml.service(name="skysort", traffic={"timeout": 60})
+class Skysort:
+    """Loads the default bundles once and serves them."""
+
+    def __init__(self) -> None:
+        self.predictors = load_default_predictors()
+        if "stellar" not in self.predictors:
+            raise RuntimeError("no stellar bundle found; run `make models` or set SKYSORT_BUNDLES")
+
+    def _classify_upload(self, file: Path, task: str, ctx: bentoml.Context) -> dict:
+        with tempfile.TemporaryDirectory(prefix="skysort-") as tmp:
+            name = Path(file).name or "upload"
+            local = Path(tmp) / name
+            shutil.copyfile(file, local)
+            result = classify_files([local], self.predictors, task)[0]
+        result["file"] = name
+        if "error" in result:
+            ctx.response.status_code = UNPROCESSABLE
+        return result
+
+    @bentoml.api(route="/classify_spectrum")
+    def classify_spectrum(self, file: Path, ctx: bentoml.Context) -> dict:
+        """Classify one uploaded FITS or text spectrum (form field ``file``) into O..M."""
+        return self._classify_upload(file, "stellar", ctx)

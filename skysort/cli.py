@@ -1,0 +1,127 @@
+"""The ``skysort`` command line: train, evaluate, classify, serve.
+
+Usage: ``skysort classify spec-55862-B6212_sp06-005.fits`` (see ``skysort --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_TASKS = ("stellar",)
+CLASSIFY_TASKS = ("auto", "stellar")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.loop import TrainConfig
+    from training.stellar import StellarTrainConfig, train_stellar
+    from training.stellar_data import StellarDataConfig
+
+    defaults = StellarTrainConfig()
+    config = StellarTrainConfig(
+        data_dir=Path(args.data) if args.data else defaults.data_dir,
+        data=StellarDataConfig(per_class=args.per_class, seed=args.seed),
+        train=TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size),
+    )
+    workdir = Path(args.workdir or REPO / "runs" / args.task)
+    card = train_stellar(config, workdir, Path(args.out))
+    print(json.dumps({"bundle": str(args.out), "bundle_id": card["bundle_id"],
+                      "accuracy": card["metrics"]["accuracy"]}))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.stellar import REPO_DATA, evaluate_stellar
+
+    report = Path(args.report or REPO / "reports" / args.task)
+    metrics = evaluate_stellar(Path(args.bundle), report, Path(args.data or REPO_DATA), args.split)
+    summary = {k: metrics[k] for k in ("bundle_id", "split", "n", "accuracy", "macro_f1")}
+    summary["per_class"] = metrics["per_class"]
+    print(json.dumps(summary, indent=2))
+    print(f"report written to {report}", file=sys.stderr)
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from models.bundle import load_bundle
+    from models.inference import classify_files, load_default_predictors
+
+    if args.bundle:
+        predictor = load_bundle(args.bundle)
+        predictors = {predictor.task: predictor}
+    else:
+        predictors = load_default_predictors()
+    failed = 0
+    chunk = args.batch_size
+    with tqdm(total=len(args.files), desc="classifying", unit="file",
+              disable=len(args.files) <= chunk or args.quiet) as bar:
+        for start in range(0, len(args.files), chunk):
+            for result in classify_files(args.files[start : start + chunk], predictors, args.task):
+                failed += "error" in result
+                print(json.dumps(result), flush=True)
+                bar.update(1)
+    return 1 if failed else 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Skysort",
+               "--host", args.host, "--port", str(args.port)]
+    return subprocess.call(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="skysort",
+        description="Classify stellar spectra (MK class) with JAX/Flax CNNs and serve the models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model and write its bundle")
+    train.add_argument("task", choices=TRAIN_TASKS)
+    train.add_argument("--data", help="data folder (default: the repo's data/)")
+    train.add_argument("--out", required=True, help="new bundle directory to write")
+    train.add_argument("--workdir", help="checkpoint folder; re-running resumes (default runs/TASK)")
+    train.add_argument("--epochs", type=int, default=25)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--per-class", type=int, default=1200,
+                       help="augmented training examples per class")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="score a bundle on held-out real data")
+    evaluate.add_argument("task", choices=TRAIN_TASKS)
+    evaluate.add_argument("--bundle", required=True)
+    evaluate.add_argument("--data", help="data folder (default: the repo's data/)")
+    evaluate.add_argument("--report", help="report folder (default reports/TASK)")
+    evaluate.add_argument("--split", default="test", help="manifest split to score (default test)")
+    evaluate.set_defaults(func=_evaluate)
+
+    classify = sub.add_parser("classify", help="classify files; prints one JSON object per line")
+    classify.add_argument("files", nargs="+", metavar="FILE")
+    classify.add_argument("--task", choices=CLASSIFY_TASKS, default="auto")
+    classify.add_argument("--bundle", help="bundle directory (default: the bundled models)")
+    classify.add_argument("--batch-size", type=int, default=256, help="files per predict call")
+    classify.add_argument("--quiet", action="store_true", help="no progress bar")
+    classify.set_defaults(func=_classify)
+
+    serve = sub.add_parser("serve", help="start the HTTP service with the bundled models")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

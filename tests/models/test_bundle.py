@@ -1,0 +1,58 @@
+"""train -> save -> load gives identical predictions; buckets pad correctly."""
+
+import json
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle, save_bundle
+from models.nets import build_net
+from models.preprocess import StellarPreprocess
+from training.loop import predict_logits
+
+
+def _card(pre):
+    return {
+        "task": "stellar",
+        "labels": list("OBAFGKM"),
+        "network": {"name": "spectrum_cnn", "kwargs": {"n_channels": 3, "n_classes": 7,
+                                                        "widths": [8, 16], "kernels": [5, 5]}},
+        "preprocess": pre.to_dict(),
+        "feature_shape": [pre.n_pix, pre.n_channels],
+    }
+
+
+def test_save_load_identical_predictions(tmp_path):
+    pre = StellarPreprocess(n_pix=256)
+    card = _card(pre)
+    net = build_net(card["network"]["name"], card["network"]["kwargs"], seed=3)
+    features = np.random.default_rng(0).normal(size=(40, 256, 3)).astype(np.float32)
+    expected = predict_logits(net, features)
+    saved = save_bundle(tmp_path / "b", net, card)
+    predictor = load_bundle(tmp_path / "b", buckets=(1, 16))
+    probabilities = predictor.predict(features)
+    assert probabilities.shape == (40, 7)
+    reference = np.exp(expected) / np.exp(expected).sum(-1, keepdims=True)
+    assert np.allclose(probabilities, reference, atol=1e-5)
+    assert np.allclose(predictor.predict(features[:1]), probabilities[:1], atol=1e-6)
+    assert predictor.bundle_id == saved["bundle_id"].strip()
+    assert predictor.preprocess == pre
+    card_on_disk = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    assert card_on_disk["versions"]["jax"] and card_on_disk["created"]
+
+
+def test_save_refuses_to_overwrite(tmp_path):
+    pre = StellarPreprocess(n_pix=256)
+    card = _card(pre)
+    net = build_net(card["network"]["name"], card["network"]["kwargs"])
+    save_bundle(tmp_path / "b", net, card)
+    with pytest.raises(FileExistsError):
+        save_bundle(tmp_path / "b", net, card)
+
+
+def test_predictor_rejects_wrong_feature_shape(tmp_path):
+    pre = StellarPreprocess(n_pix=256)
+    card = _card(pre)
+    save_bundle(tmp_path / "b", build_net("spectrum_cnn", card["network"]["kwargs"]), card)
+    with pytest.raises(ValueError, match="expected"):
+        load_bundle(tmp_path / "b", buckets=(4,)).predict(np.zeros((2, 100, 3), np.float32))

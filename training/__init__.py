@@ -1,0 +1,1 @@
+"""Training: datasets, augmentation, the classifier and GAN loops, evaluation reports."""

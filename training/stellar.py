@@ -1,0 +1,146 @@
+"""Train the stellar MK classifier and write its bundle.
+
+Usage: ``train_stellar(StellarTrainConfig(epochs=25), workdir=Path("runs/stellar"))``
+(or ``skysort train stellar``). Running it again with the same workdir resumes training
+from the newest Orbax checkpoint, then writes the bundle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from models.bundle import save_bundle
+from models.nets import build_net
+from models.preprocess import StellarPreprocess
+from training.evaluate import classification_metrics
+from training.loop import ArraySet, TrainConfig, config_dict, predict_logits, train_classifier
+from training.stellar_data import (
+    MK_CLASSES,
+    ManifestRow,
+    StellarDataConfig,
+    build_eval_set,
+    build_training_set,
+    load_manifest,
+)
+
+REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@dataclass(frozen=True)
+class StellarTrainConfig:
+    """Everything that defines a stellar model; stored in its bundle."""
+
+    data_dir: Path = REPO_DATA
+    manifest: str = "manifests/stellar.csv"
+    preprocess: StellarPreprocess = field(default_factory=StellarPreprocess)
+    data: StellarDataConfig = field(default_factory=StellarDataConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=25))
+    network: dict = field(default_factory=dict)
+    validation_fold: float = 0.0
+
+
+def split_validation(rows: list[ManifestRow], fraction: float, seed: int) -> list[ManifestRow]:
+    """Move ``fraction`` of the LAMOST training rows to a ``val`` split (model selection)."""
+    if fraction <= 0:
+        return rows
+    rng = np.random.default_rng(seed + 1)
+    out = []
+    for row in rows:
+        if row.source == "lamost" and row.split == "train" and rng.uniform() < fraction:
+            row = dataclasses.replace(row, split="val")
+        out.append(row)
+    return out
+
+
+def network_kwargs(config: StellarTrainConfig) -> dict:
+    return {
+        "n_channels": config.preprocess.n_channels,
+        "n_classes": len(MK_CLASSES),
+        **config.network,
+    }
+
+
+def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = None) -> dict:
+    """Build the data, train (resumable in ``workdir``), evaluate, write the bundle to ``out``.
+
+    With ``validation_fold > 0`` a fold of the LAMOST training spectra is held out and
+    scored instead of the test split (for choosing settings without touching the test split).
+    Returns the model card (or, without ``out``, the metrics).
+    """
+    data_dir = Path(config.data_dir)
+    rows = load_manifest(data_dir / config.manifest)
+    rows = split_validation(rows, config.validation_fold, config.data.seed)
+    eval_split = "val" if config.validation_fold > 0 else "test"
+    train_set, summary = build_training_set(rows, data_dir, config.preprocess, config.data)
+    eval_set, eval_rows = build_eval_set(rows, data_dir, config.preprocess, eval_split)
+    kwargs = network_kwargs(config)
+    net = build_net("spectrum_cnn", kwargs, seed=config.train.seed)
+    result = train_classifier(net, train_set, eval_set, config.train, workdir)
+    metrics = _metrics(result.net, eval_set, config, eval_split, eval_rows)
+    if out is None:
+        return metrics
+    card = {
+        "task": "stellar",
+        "labels": list(MK_CLASSES),
+        "network": {"name": "spectrum_cnn", "kwargs": kwargs},
+        "preprocess": config.preprocess.to_dict(),
+        "feature_shape": list(train_set.features.shape[1:]),
+        "training": {
+            **summary,
+            "manifest": config.manifest,
+            "config": config_dict(config.train),
+            "history": result.history,
+            "held_out": f"LAMOST rows with split={eval_split} in {config.manifest}",
+        },
+        "metrics": metrics,
+    }
+    return save_bundle(out, result.net, card)
+
+
+def _metrics(net, eval_set: ArraySet, config, split: str, rows: list[ManifestRow]) -> dict:
+    logits = predict_logits(net, eval_set.features, config.train.eval_batch_size)
+    metrics = classification_metrics(eval_set.labels, logits.argmax(-1), list(MK_CLASSES))
+    metrics["split"] = split
+    metrics["files"] = [row.file for row in rows]
+    return metrics
+
+
+def evaluate_stellar(
+    bundle: Path, report_dir: Path, data_dir: Path = REPO_DATA, split: str = "test",
+    manifest: str = "manifests/stellar.csv",
+) -> dict:
+    """Score a stellar bundle on one split of the manifest and write the report files.
+
+    Writes ``metrics.json``, ``confusion_matrix.png`` and ``misclassified.png`` (up to six
+    misclassified spectra with their true and predicted classes) to ``report_dir``.
+    """
+    from models.bundle import load_bundle
+    from training.evaluate import write_metrics
+    from training.plots import plot_misclassified_spectra
+
+    predictor = load_bundle(bundle)
+    rows = load_manifest(Path(data_dir) / manifest)
+    eval_set, chosen = build_eval_set(rows, Path(data_dir), predictor.preprocess, split)
+    probabilities = predictor.predict(eval_set.features)
+    predicted = probabilities.argmax(-1)
+    metrics = classification_metrics(eval_set.labels, predicted, predictor.labels)
+    metrics.update({"bundle_id": predictor.bundle_id, "split": split, "manifest": manifest})
+    metrics["predictions"] = [
+        {"file": row.file, "true": row.mk_class, "predicted": predictor.labels[p]}
+        for row, p in zip(chosen, predicted, strict=True)
+    ]
+    write_metrics(metrics, Path(report_dir), f"stellar {predictor.bundle_id} on {split}")
+    wrong = np.flatnonzero(predicted != eval_set.labels)
+    plot_misclassified_spectra(
+        predictor.preprocess.grid,
+        eval_set.features[wrong],
+        [chosen[i].file for i in wrong],
+        [predictor.labels[eval_set.labels[i]] for i in wrong],
+        [predictor.labels[predicted[i]] for i in wrong],
+        Path(report_dir) / "misclassified.png",
+    )
+    return metrics

@@ -1,0 +1,162 @@
+"""Stellar training and test sets: library templates + real LAMOST spectra, augmented.
+
+Usage::
+
+    rows = load_manifest(data_dir / "manifests" / "stellar.csv")
+    train_set, summary = build_training_set(rows, data_dir, StellarPreprocess(), StellarDataConfig())
+
+The manifest lists every real file with its MK letter, source and split. LAMOST spectra
+labelled ``test`` are never trained on; they are the documented held-out split.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from models.io import Spectrum, read_spectrum
+from training.augment import AugmentConfig, augment, config_to_dict
+from training.loop import ArraySet
+
+MK_CLASSES = ("O", "B", "A", "F", "G", "K", "M")
+MANIFEST_FIELDS = ("file", "mk_class", "source", "split")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    file: str
+    mk_class: str
+    source: str
+    split: str
+
+
+@dataclass(frozen=True)
+class StellarDataConfig:
+    """How many augmented examples to draw, and how.
+
+    Args:
+        per_class: augmented training examples per MK class; each class's real spectra are
+            cycled through until the class has this many, so rare classes (O: ~18 library
+            stars) are seen as often as common ones.
+        keep_originals: also include every training spectrum once without augmentation.
+        seed: seed of the numpy Generator that draws the augmentations.
+    """
+
+    per_class: int = 1200
+    keep_originals: bool = True
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+def _index_rows(data_dir: Path, folder: str, source: str, letter_column: str) -> list[dict]:
+    with open(data_dir / folder / "index.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        {"file": f"{folder}/{row['file']}", "mk_class": row[letter_column], "source": source}
+        for row in rows
+        if row.get(letter_column) in MK_CLASSES
+    ]
+
+
+def make_manifest(data_dir: Path, test_fraction: float = 0.3, seed: int = 0) -> list[ManifestRow]:
+    """Build the stellar manifest from the data folders' index files.
+
+    Library templates (Pickles, JHC atlas, JHC dwarfs) are all ``train``. Real LAMOST
+    low-resolution spectra with a pipeline MK letter are split per class: a fraction
+    ``test_fraction`` (at least one per class) goes to ``test``, drawn with ``seed``.
+    """
+    rows = _index_rows(data_dir, "pickles_1998", "pickles", "mk_letter")
+    rows += _index_rows(data_dir, "jhc_atlas", "jhc_atlas", "mk_letter")
+    rows += _index_rows(data_dir, "jhc_mk_dwarfs", "jhc_dwarfs", "mk_letter")
+    lamost = [
+        row
+        for row in _index_rows(data_dir, "lamost", "lamost", "mk_letter")
+        if Path(row["file"]).name.startswith("spec-")
+    ]
+    manifest = [ManifestRow(**row, split="train") for row in rows]
+    rng = np.random.default_rng(seed)
+    for mk_class in MK_CLASSES:
+        members = sorted(row["file"] for row in lamost if row["mk_class"] == mk_class)
+        n_test = max(1, round(test_fraction * len(members))) if members else 0
+        test = set(rng.choice(members, size=n_test, replace=False)) if members else set()
+        manifest += [
+            ManifestRow(file, mk_class, "lamost", "test" if file in test else "train")
+            for file in members
+        ]
+    return manifest
+
+
+def write_manifest(rows: list[ManifestRow], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MANIFEST_FIELDS)
+        writer.writerows((r.file, r.mk_class, r.source, r.split) for r in rows)
+
+
+def load_manifest(path: Path) -> list[ManifestRow]:
+    with open(path, newline="") as handle:
+        return [ManifestRow(**row) for row in csv.DictReader(handle)]
+
+
+def resolve(data_dir: Path, file: str) -> Path:
+    """Path of a manifest entry; library text files may be stored gzip-compressed."""
+    path = data_dir / file
+    if not path.exists() and Path(f"{path}.gz").exists():
+        return Path(f"{path}.gz")
+    return path
+
+
+def read_rows(rows: list[ManifestRow], data_dir: Path) -> list[Spectrum]:
+    return [read_spectrum(resolve(data_dir, row.file)) for row in rows]
+
+
+def build_training_set(
+    rows: list[ManifestRow], data_dir: Path, preprocess, config: StellarDataConfig
+) -> tuple[ArraySet, dict]:
+    """Augmented features and labels from the ``train`` rows, plus a summary for the bundle."""
+    train_rows = [row for row in rows if row.split == "train"]
+    spectra = read_rows(train_rows, data_dir)
+    rng = np.random.default_rng(config.seed)
+    features, labels = [], []
+    jobs = []
+    for mk_class in MK_CLASSES:
+        members = [i for i, row in enumerate(train_rows) if row.mk_class == mk_class]
+        if not members:
+            continue
+        copies = math.ceil(config.per_class / len(members))
+        jobs += [(i, True) for i in members for _ in range(copies)][: config.per_class]
+        if config.keep_originals:
+            jobs += [(i, False) for i in members]
+    for index, augmented in tqdm(jobs, desc="augmenting stellar spectra", mininterval=1.0):
+        spectrum = spectra[index]
+        if augmented:
+            spectrum = augment(spectrum, rng, config.augment)
+        features.append(preprocess.apply(spectrum))
+        labels.append(MK_CLASSES.index(train_rows[index].mk_class))
+    summary = {
+        "real_spectra_per_class": dict(Counter(row.mk_class for row in train_rows)),
+        "real_spectra_per_source": dict(Counter(row.source for row in train_rows)),
+        "examples_per_class": dict(Counter(MK_CLASSES[label] for label in labels)),
+        "augmentation": config_to_dict(config.augment),
+        "per_class": config.per_class,
+        "keep_originals": config.keep_originals,
+        "seed": config.seed,
+    }
+    return ArraySet(np.stack(features), np.asarray(labels, np.int32)), summary
+
+
+def build_eval_set(
+    rows: list[ManifestRow], data_dir: Path, preprocess, split: str = "test"
+) -> tuple[ArraySet, list[ManifestRow]]:
+    """Unaugmented features of the rows in ``split`` (the real held-out spectra)."""
+    chosen = [row for row in rows if row.split == split]
+    features = [preprocess.apply(s) for s in read_rows(chosen, data_dir)]
+    labels = np.asarray([MK_CLASSES.index(row.mk_class) for row in chosen], np.int32)
+    return ArraySet(np.stack(features), labels), chosen
