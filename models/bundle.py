@@ -149,7 +149,9 @@ class Predictor:
         """Class probabilities (N, n_classes) for features (N, *feature_shape)."""
         features = np.asarray(features, np.float32)
         if features.shape[1:] != self.feature_shape:
-            raise ValueError(f"features of shape {features.shape[1:]}, expected {self.feature_shape}")
+            raise ValueError(
+                f"features of shape {features.shape[1:]}, expected {self.feature_shape}"
+            )
         outputs = []
         largest = self.buckets[-1]
         for start in range(0, len(features), largest):
@@ -163,7 +165,9 @@ class Predictor:
 
     def label_probabilities(self, probabilities: np.ndarray) -> dict[str, float]:
         """One row of probabilities as {label: probability} (rounded to 6 digits)."""
-        return {label: round(float(p), 6) for label, p in zip(self.labels, probabilities)}
+        return {
+            label: round(float(p), 6) for label, p in zip(self.labels, probabilities, strict=True)
+        }
 
 
 def load_bundle(path: str | Path, buckets: tuple[int, ...] = DEFAULT_BUCKETS) -> Predictor:

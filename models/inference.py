@@ -23,7 +23,9 @@ from models.bundle import Predictor, load_bundle
 from models.io import SpectrumReadError, identify_kind, read_spectrum
 from models.preprocess import coverage_fraction
 
-BUNDLES_DIR = Path(os.environ.get("SKYSORT_BUNDLES", Path(__file__).resolve().parents[1] / "bundles"))
+BUNDLES_DIR = Path(
+    os.environ.get("SKYSORT_BUNDLES", Path(__file__).resolve().parents[1] / "bundles")
+)
 SPECTRUM_TASKS = ("stellar",)
 IMAGE_TASKS = ()
 MIN_COVERAGE = 0.5

@@ -18,15 +18,33 @@ from models.io.base import Spectrum
 
 
 def air_to_vacuum(wavelength_air: np.ndarray) -> np.ndarray:
-    """Convert air wavelengths (Angstrom) to vacuum with PyAstronomy's Ciddor (1996) formula.
+    """Convert air wavelengths (Angstrom) to vacuum: Ciddor (1996), for any wavelength.
+
+    PyAstronomy's ``airtovac2(mode="ciddor")`` converts air wavelengths of 3000-16895 A
+    (its formula covers vacuum wavelengths of 3000-16900 A), asked for a precision of
+    1e-9 A: with the default 1e-12 A, below float64 resolution in the near-IR, its
+    iterative inversion fails to converge at some wavelengths (e.g. 16380 A). Outside that
+    range the wavelength is multiplied by the refractive index at the nearest edge. Red of
+    the edge n - 1 changes by < 0.2% out to 5 um (< 0.03 A); blue of 3000 A, where the
+    formula is not valid, the edge index gives n - 1 up to 11% low at 2000 A (0.06 A).
+    NaN stays NaN; the result is float64 with the input's shape.
 
     PyAstronomy is imported here, not at module import, because it takes seconds to load
-    and only air-wavelength sources (Ondřejov, JHC, Pickles) need it.
+    and only air-wavelength sources (Ondřejov, JHC, Pickles, text marked 'air') need it.
     """
     from PyAstronomy.pyasl.asl.airtovac import airtovac2
 
-    wavelength_air = np.asarray(wavelength_air, dtype=np.float64)
-    return np.asarray(airtovac2(wavelength_air, mode="ciddor"), dtype=np.float64)
+    low, high, precision = 3000.0, 16895.0, 1e-9
+    air = np.asarray(wavelength_air, dtype=np.float64)
+    vacuum = air.copy()
+    inside = (air >= low) & (air <= high)
+    if inside.any():
+        vacuum[inside] = airtovac2(air[inside], mode="ciddor", precision=precision)
+    edges = np.array([low, high])
+    index_low, index_high = airtovac2(edges, mode="ciddor", precision=precision) / edges
+    vacuum[air < low] = air[air < low] * index_low
+    vacuum[air > high] = air[air > high] * index_high
+    return vacuum
 
 
 def log_grid(wave_min: float, wave_max: float, n_pix: int) -> np.ndarray:
@@ -109,7 +127,7 @@ class StellarPreprocess:
 
     wave_min: float = 3700.0
     wave_max: float = 9100.0
-    n_pix: int = 2048
+    n_pix: int = 1024
     normalisation: str = "median+continuum"
     continuum_window: int = 101
     rest_frame: bool = True

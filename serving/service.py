@@ -10,7 +10,6 @@ hands uploads to :mod:`models.inference` and turns user errors into 4xx answers 
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,6 +18,14 @@ import bentoml
 from models.inference import classify_files, load_default_predictors
 
 UNPROCESSABLE = 422
+#: BentoML stores an upload as tempfile.NamedTemporaryFile(suffix=<client file name>), whose
+#: name is "tmp" + 8 random characters + suffix.
+_BENTOML_TEMP_PREFIX = len("tmp") + 8
+
+
+def upload_name(path: Path) -> str:
+    """The client's file name of an upload that BentoML stored as ``path``."""
+    return Path(path).name[_BENTOML_TEMP_PREFIX:] or "upload"
 
 
 @bentoml.service(name="skysort", traffic={"timeout": 60})
@@ -31,11 +38,12 @@ class Skysort:
             raise RuntimeError("no stellar bundle found; run `make models` or set SKYSORT_BUNDLES")
 
     def _classify_upload(self, file: Path, task: str, ctx: bentoml.Context) -> dict:
-        with tempfile.TemporaryDirectory(prefix="skysort-") as tmp:
-            name = Path(file).name or "upload"
-            local = Path(tmp) / name
-            shutil.copyfile(file, local)
-            result = classify_files([local], self.predictors, task)[0]
+        # A symlink under the client's file name makes reader errors name the user's file.
+        name = upload_name(file)
+        with tempfile.TemporaryDirectory(prefix="skysort-upload-") as folder:
+            link = Path(folder) / name
+            link.symlink_to(Path(file).resolve())
+            result = classify_files([link], self.predictors, task)[0]
         result["file"] = name
         if "error" in result:
             ctx.response.status_code = UNPROCESSABLE

@@ -30,8 +30,15 @@ def _train(args: argparse.Namespace) -> int:
     )
     workdir = Path(args.workdir or REPO / "runs" / args.task)
     card = train_stellar(config, workdir, Path(args.out))
-    print(json.dumps({"bundle": str(args.out), "bundle_id": card["bundle_id"],
-                      "accuracy": card["metrics"]["accuracy"]}))
+    print(
+        json.dumps(
+            {
+                "bundle": str(args.out),
+                "bundle_id": card["bundle_id"],
+                "accuracy": card["metrics"]["accuracy"],
+            }
+        )
+    )
     return 0
 
 
@@ -60,8 +67,12 @@ def _classify(args: argparse.Namespace) -> int:
         predictors = load_default_predictors()
     failed = 0
     chunk = args.batch_size
-    with tqdm(total=len(args.files), desc="classifying", unit="file",
-              disable=len(args.files) <= chunk or args.quiet) as bar:
+    with tqdm(
+        total=len(args.files),
+        desc="classifying",
+        unit="file",
+        disable=len(args.files) <= chunk or args.quiet,
+    ) as bar:
         for start in range(0, len(args.files), chunk):
             for result in classify_files(args.files[start : start + chunk], predictors, args.task):
                 failed += "error" in result
@@ -71,8 +82,17 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:Skysort",
-               "--host", args.host, "--port", str(args.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:Skysort",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
     return subprocess.call(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
@@ -87,12 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("task", choices=TRAIN_TASKS)
     train.add_argument("--data", help="data folder (default: the repo's data/)")
     train.add_argument("--out", required=True, help="new bundle directory to write")
-    train.add_argument("--workdir", help="checkpoint folder; re-running resumes (default runs/TASK)")
+    train.add_argument(
+        "--workdir", help="checkpoint folder; re-running resumes (default runs/TASK)"
+    )
     train.add_argument("--epochs", type=int, default=25)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--per-class", type=int, default=1200,
-                       help="augmented training examples per class")
+    train.add_argument(
+        "--per-class", type=int, default=1200, help="augmented training examples per class"
+    )
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("evaluate", help="score a bundle on held-out real data")

@@ -28,6 +28,7 @@ from training.stellar_data import (
 )
 
 REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+DEFAULT_MANIFEST = REPO_DATA / "manifests" / "stellar.csv"
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class StellarTrainConfig:
     """Everything that defines a stellar model; stored in its bundle."""
 
     data_dir: Path = REPO_DATA
-    manifest: str = "manifests/stellar.csv"
+    manifest: Path = DEFAULT_MANIFEST
     preprocess: StellarPreprocess = field(default_factory=StellarPreprocess)
     data: StellarDataConfig = field(default_factory=StellarDataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=25))
@@ -60,6 +61,7 @@ def network_kwargs(config: StellarTrainConfig) -> dict:
     return {
         "n_channels": config.preprocess.n_channels,
         "n_classes": len(MK_CLASSES),
+        "n_pix": config.preprocess.n_pix,
         **config.network,
     }
 
@@ -72,7 +74,7 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
     Returns the model card (or, without ``out``, the metrics).
     """
     data_dir = Path(config.data_dir)
-    rows = load_manifest(data_dir / config.manifest)
+    rows = load_manifest(Path(config.manifest))
     rows = split_validation(rows, config.validation_fold, config.data.seed)
     eval_split = "val" if config.validation_fold > 0 else "test"
     train_set, summary = build_training_set(rows, data_dir, config.preprocess, config.data)
@@ -91,10 +93,10 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
         "feature_shape": list(train_set.features.shape[1:]),
         "training": {
             **summary,
-            "manifest": config.manifest,
+            "manifest": Path(config.manifest).name,
             "config": config_dict(config.train),
             "history": result.history,
-            "held_out": f"LAMOST rows with split={eval_split} in {config.manifest}",
+            "held_out": f"LAMOST rows with split={eval_split} in {Path(config.manifest).name}",
         },
         "metrics": metrics,
     }
@@ -110,8 +112,11 @@ def _metrics(net, eval_set: ArraySet, config, split: str, rows: list[ManifestRow
 
 
 def evaluate_stellar(
-    bundle: Path, report_dir: Path, data_dir: Path = REPO_DATA, split: str = "test",
-    manifest: str = "manifests/stellar.csv",
+    bundle: Path,
+    report_dir: Path,
+    data_dir: Path = REPO_DATA,
+    split: str = "test",
+    manifest: Path = DEFAULT_MANIFEST,
 ) -> dict:
     """Score a stellar bundle on one split of the manifest and write the report files.
 
@@ -123,12 +128,14 @@ def evaluate_stellar(
     from training.plots import plot_misclassified_spectra
 
     predictor = load_bundle(bundle)
-    rows = load_manifest(Path(data_dir) / manifest)
+    rows = load_manifest(Path(manifest))
     eval_set, chosen = build_eval_set(rows, Path(data_dir), predictor.preprocess, split)
     probabilities = predictor.predict(eval_set.features)
     predicted = probabilities.argmax(-1)
     metrics = classification_metrics(eval_set.labels, predicted, predictor.labels)
-    metrics.update({"bundle_id": predictor.bundle_id, "split": split, "manifest": manifest})
+    metrics.update(
+        {"bundle_id": predictor.bundle_id, "split": split, "manifest": Path(manifest).name}
+    )
     metrics["predictions"] = [
         {"file": row.file, "true": row.mk_class, "predicted": predictor.labels[p]}
         for row, p in zip(chosen, predicted, strict=True)

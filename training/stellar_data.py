@@ -3,7 +3,8 @@
 Usage::
 
     rows = load_manifest(data_dir / "manifests" / "stellar.csv")
-    train_set, summary = build_training_set(rows, data_dir, StellarPreprocess(), StellarDataConfig())
+    config = StellarDataConfig()
+    train_set, summary = build_training_set(rows, data_dir, StellarPreprocess(), config)
 
 The manifest lists every real file with its MK letter, source and split. LAMOST spectra
 labelled ``test`` are never trained on; they are the documented held-out split.
@@ -44,11 +45,16 @@ class StellarDataConfig:
         per_class: augmented training examples per MK class; each class's real spectra are
             cycled through until the class has this many, so rare classes (O: ~18 library
             stars) are seen as often as common ones.
+        real_fraction: share of each class's augmented examples drawn from real survey
+            (LAMOST) spectra when the class has any, the rest from library templates.
+            The templates are coarser (R~500) and differ in flux calibration, so real
+            spectra get more weight than their count alone would give them.
         keep_originals: also include every training spectrum once without augmentation.
         seed: seed of the numpy Generator that draws the augmentations.
     """
 
     per_class: int = 1200
+    real_fraction: float = 0.7
     keep_originals: bool = True
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -117,6 +123,14 @@ def read_rows(rows: list[ManifestRow], data_dir: Path) -> list[Spectrum]:
     return [read_spectrum(resolve(data_dir, row.file)) for row in rows]
 
 
+def _cycle(members: list[int], n: int) -> list[tuple[int, bool]]:
+    """``n`` augmentation jobs cycling evenly through ``members``."""
+    if not members or n <= 0:
+        return []
+    copies = math.ceil(n / len(members))
+    return [(i, True) for _ in range(copies) for i in members][:n]
+
+
 def build_training_set(
     rows: list[ManifestRow], data_dir: Path, preprocess, config: StellarDataConfig
 ) -> tuple[ArraySet, dict]:
@@ -128,10 +142,11 @@ def build_training_set(
     jobs = []
     for mk_class in MK_CLASSES:
         members = [i for i, row in enumerate(train_rows) if row.mk_class == mk_class]
-        if not members:
-            continue
-        copies = math.ceil(config.per_class / len(members))
-        jobs += [(i, True) for i in members for _ in range(copies)][: config.per_class]
+        real = [i for i in members if train_rows[i].source == "lamost"]
+        library = [i for i in members if train_rows[i].source != "lamost"]
+        n_real = round(config.per_class * config.real_fraction) if library else config.per_class
+        jobs += _cycle(real, n_real if real else 0)
+        jobs += _cycle(library, config.per_class - (n_real if real else 0))
         if config.keep_originals:
             jobs += [(i, False) for i in members]
     for index, augmented in tqdm(jobs, desc="augmenting stellar spectra", mininterval=1.0):
@@ -146,6 +161,7 @@ def build_training_set(
         "examples_per_class": dict(Counter(MK_CLASSES[label] for label in labels)),
         "augmentation": config_to_dict(config.augment),
         "per_class": config.per_class,
+        "real_fraction": config.real_fraction,
         "keep_originals": config.keep_originals,
         "seed": config.seed,
     }

@@ -12,17 +12,25 @@ from typing import Any
 import numpy as np
 
 
-class SpectrumReadError(ValueError):
-    """An input could not be read as a spectrum (or image).
-
-    The message always names the file and the reason, e.g.
-    ``"spec-1.fits: truncated FITS file (expected 92160 bytes, got 4000)"``.
-    """
+class ReadError(ValueError):
+    """An input file could not be read; the message names the file and the reason."""
 
     def __init__(self, path: str | Path | None, reason: str):
         self.path = str(path) if path is not None else "<input>"
         self.reason = reason
         super().__init__(f"{Path(self.path).name}: {reason}")
+
+
+class SpectrumReadError(ReadError):
+    """An input could not be read as a spectrum.
+
+    The message always names the file and the reason, e.g.
+    ``"spec-1.fits: truncated FITS file (expected 92160 bytes, got 4000)"``.
+    """
+
+
+class ImageReadError(ReadError):
+    """An input could not be read as a galaxy image."""
 
 
 @dataclass

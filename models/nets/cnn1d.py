@@ -30,7 +30,11 @@ class ConvBlock(nnx.Module):
 
 
 class SpectrumCNN(nnx.Module):
-    """Stack of ConvBlocks, global mean+max pooling over wavelength, one hidden Dense layer.
+    """Stack of ConvBlocks, then a Dense head over the flattened (position-aware) features.
+
+    Spectral type depends on which lines sit at which wavelengths, so the default head
+    flattens the pooled feature map instead of averaging it over wavelength (``head=
+    "global"`` pools mean+max over wavelength instead: position-free, fewer weights).
 
     Args:
         n_channels: input feature channels (normalised flux channels + coverage).
@@ -40,6 +44,8 @@ class SpectrumCNN(nnx.Module):
         hidden: units of the Dense layer before the output.
         dropout: dropout rate before the output layer (training only).
         bn_momentum: BatchNorm running-average momentum; 0.9 because our epochs are short.
+        n_pix: length of the input along wavelength (needed by the flatten head).
+        head: ``"flatten"`` or ``"global"``.
     """
 
     def __init__(
@@ -51,6 +57,8 @@ class SpectrumCNN(nnx.Module):
         hidden: int = 64,
         dropout: float = 0.2,
         bn_momentum: float = 0.9,
+        n_pix: int = 1024,
+        head: str = "flatten",
         *,
         rngs: nnx.Rngs,
     ):
@@ -62,12 +70,19 @@ class SpectrumCNN(nnx.Module):
             blocks.append(ConvBlock(c_in, width, kernel, bn_momentum, rngs))
             c_in = width
         self.blocks = nnx.List(blocks)
-        self.hidden = nnx.Linear(2 * c_in, hidden, rngs=rngs)
+        if head not in ("flatten", "global"):
+            raise ValueError(f"unknown head {head!r}")
+        self.head = head
+        n_features = c_in * (n_pix // 2 ** len(widths)) if head == "flatten" else 2 * c_in
+        self.hidden = nnx.Linear(n_features, hidden, rngs=rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.out = nnx.Linear(hidden, n_classes, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         for block in self.blocks:
             x = block(x)
-        pooled = jnp.concatenate([x.mean(axis=1), x.max(axis=1)], axis=-1)
+        if self.head == "flatten":
+            pooled = x.reshape(x.shape[0], -1)
+        else:
+            pooled = jnp.concatenate([x.mean(axis=1), x.max(axis=1)], axis=-1)
         return self.out(self.dropout(nnx.gelu(self.hidden(pooled))))

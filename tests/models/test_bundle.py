@@ -15,8 +15,16 @@ def _card(pre):
     return {
         "task": "stellar",
         "labels": list("OBAFGKM"),
-        "network": {"name": "spectrum_cnn", "kwargs": {"n_channels": 3, "n_classes": 7,
-                                                        "widths": [8, 16], "kernels": [5, 5]}},
+        "network": {
+            "name": "spectrum_cnn",
+            "kwargs": {
+                "n_channels": 3,
+                "n_classes": 7,
+                "widths": [8, 16],
+                "kernels": [5, 5],
+                "n_pix": 256,
+            },
+        },
         "preprocess": pre.to_dict(),
         "feature_shape": [pre.n_pix, pre.n_channels],
     }

@@ -19,8 +19,17 @@ def _toy(n=320, length=64, seed=0):
 
 
 def _net():
-    return build_net("spectrum_cnn", {"n_channels": 2, "n_classes": 3, "widths": (8, 16),
-                                      "kernels": (5, 5), "hidden": 16})
+    return build_net(
+        "spectrum_cnn",
+        {
+            "n_channels": 2,
+            "n_classes": 3,
+            "widths": (8, 16),
+            "kernels": (5, 5),
+            "hidden": 16,
+            "head": "global",
+        },
+    )
 
 
 def test_class_weights_balance_counts():
@@ -43,7 +52,10 @@ def test_loop_learns_and_resumes(tmp_path):
 
 def test_early_stopping_ends_training(tmp_path):
     config = TrainConfig(
-        epochs=50, batch_size=32, progress=False, early_stop_min_delta=10.0,
+        epochs=50,
+        batch_size=32,
+        progress=False,
+        early_stop_min_delta=10.0,
         early_stop_patience_steps=5,
     )
     result = train_classifier(_net(), _toy(), None, config, tmp_path)

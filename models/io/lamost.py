@@ -1,0 +1,232 @@
+"""LAMOST reader: low-resolution 'image' files (DR1-DR7), DR8+ tables, medium-resolution files.
+
+Usage::
+
+    from models.io import lamost
+    spectrum = lamost.read(Path("spec-55862-B6212_sp06-005.fits"))
+
+Layouts, chosen from the HDUs (never from the file name):
+
+- LRS image (DR1-DR7): primary HDU of shape (5, N): flux, ivar, row 2, andmask, ormask.
+  Wavelength is ALWAYS ``10**(COEFF0 + COEFF1 * i)``: in pipeline v2.6.4 files row 2 is a
+  continuum-normalised flux, not wavelength.
+- LRS table (DR8+ 'v2.0'): empty primary HDU, HDU 1 a binary table ('COADD') with one row
+  of array columns FLUX, IVAR, WAVELENGTH, ANDMASK, ORMASK. The structure follows public
+  readers of such files: LiangJunC/PyLASP ``uly_read_lms/uly_spect_read_lms.py``
+  (``f[1].data["FLUX"][0]``, ``["IVAR"][0]``, ``["ANDMASK"][0]``, header CRVAL1/CD1_1 in HDU 0),
+  YunyuG/Cmost ``src/cmost/io.py`` (DR >= 8: ``hdu[1].data[0]``, wavelength = field 2) and
+  MultimodalUniverse ``scripts/lamost/build_parent_sample.py`` (``FLUX``/``WAVELENGTH``
+  of shape (1, n)). Wavelength comes from COEFF0/COEFF1 when the primary header has them,
+  else from the WAVELENGTH column.
+- MRS (``med-*.fits``): HDU 'Information' + COADD_B / COADD_R tables (LOGLAM, FLUX, IVAR,
+  ANDMASK). Blue (~4950-5350 A) and red (~6300-6800 A) coadds are concatenated; the gap
+  between them has no pixels. ``meta["resolution"] = "medium"`` (R ~ 7500) so that
+  consumers can degrade or refuse it.
+
+Pixels with a nonzero AND mask get ivar 0. LAMOST wavelengths are vacuum (VACUUM = T).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from models.io.base import Spectrum, SpectrumReadError
+from models.io.common import (
+    Hdu,
+    column_names,
+    describe_layout,
+    finish_spectrum,
+    hdu_name,
+    header_float,
+    header_shape,
+    header_text,
+    image_data,
+    is_fits,
+    load_content,
+    open_fits,
+    primary_value,
+    table_column,
+    vacuum_from_air,
+)
+
+_SNR_KEYS = {band: (f"SN_{band.upper()}", f"SNR{band.upper()}") for band in "ugriz"}
+_MRS_BANDS = {"COADD_B": "B", "COADD_R": "R"}
+
+
+def identify(head: bytes, path: Path | None = None) -> bool:
+    """True for a FITS file whose primary header says TELESCOP = 'LAMOST'."""
+    if not is_fits(head):
+        return False
+    return str(primary_value(head, "TELESCOP") or "").strip() == "LAMOST"
+
+
+def read(path: Path, content: bytes | None = None) -> Spectrum:
+    """Read any supported LAMOST layout (see module docstring).
+
+    Args:
+        path: the file; used for error messages when ``content`` is given.
+        content: the file's (decompressed) bytes when the caller already has them.
+    """
+    path = Path(path)
+    content = load_content(path) if content is None else content
+    with open_fits(path, content) as hdus:
+        primary = hdus[0]
+        names = [hdu_name(hdu) for hdu in hdus]
+        if len(header_shape(primary.header)) == 2:
+            return _read_lrs_image(path, primary)
+        if any(name in _MRS_BANDS for name in names):
+            return _read_mrs(path, hdus)
+        if len(hdus) > 1 and _is_lrs_table(hdus[1]):
+            return _read_lrs_table(path, hdus)
+        layout = describe_layout([hdu.header for hdu in hdus])
+    raise SpectrumReadError(
+        path,
+        f"LAMOST file with an unrecognised HDU layout ({layout}); expected a 5 x N primary "
+        "image, a COADD table or COADD_B/COADD_R tables",
+    )
+
+
+def _read_lrs_image(path: Path, primary: Hdu) -> Spectrum:
+    """DR1-DR7 image layout: rows flux, ivar, (ignored), andmask, ormask."""
+    n_rows, n_pix = header_shape(primary.header)
+    if n_rows != 5:
+        raise SpectrumReadError(
+            path,
+            f"LAMOST primary image has shape {n_rows} x {n_pix}; expected 5 rows "
+            "(flux, ivar, wavelength or normalised flux, andmask, ormask)",
+        )
+    rows = image_data(path, primary)
+    header = primary.header
+    wavelength = _coeff_wavelength(path, header, n_pix)
+    ivar = np.where(rows[3] != 0, 0.0, rows[1])
+    meta = _header_meta(header, "lamost_lrs_image")
+    return _finish(path, header, wavelength, rows[0], ivar, meta)
+
+
+def _coeff_wavelength(path: Path, header: fits.Header, n_pix: int) -> np.ndarray:
+    """``10**(COEFF0 + COEFF1 * i)``; raises when the keywords are missing."""
+    coeff0 = header_float(header, "COEFF0")
+    coeff1 = header_float(header, "COEFF1")
+    if coeff0 is None or coeff1 is None:
+        raise SpectrumReadError(
+            path, "no spectral axis: LAMOST header lacks the COEFF0/COEFF1 wavelength keywords"
+        )
+    return 10.0 ** (coeff0 + coeff1 * np.arange(n_pix, dtype=np.float64))
+
+
+def _is_lrs_table(hdu: Hdu) -> bool:
+    """A one-row binary table with FLUX and IVAR array columns (DR8+ LRS 'COADD')."""
+    if not isinstance(hdu, fits.BinTableHDU):
+        return False
+    return {"FLUX", "IVAR"} <= {name.upper() for name in column_names(hdu)}
+
+
+def _read_lrs_table(path: Path, hdus: fits.HDUList) -> Spectrum:
+    """DR8+ layout: HDU 1 table, one row, array columns FLUX/IVAR/WAVELENGTH/ANDMASK."""
+    table = hdus[1]
+    flux = _column(path, table, "FLUX")[0]
+    ivar = _column(path, table, "IVAR")[0]
+    columns = {name.upper() for name in column_names(table)}
+    if "ANDMASK" in columns:
+        ivar = np.where(_column(path, table, "ANDMASK")[0] != 0, 0.0, ivar)
+    header = hdus[0].header
+    if "COEFF0" in header and "COEFF1" in header:
+        wavelength = _coeff_wavelength(path, header, flux.size)
+        source = "COEFF0/COEFF1"
+    elif "WAVELENGTH" in columns:
+        wavelength = _column(path, table, "WAVELENGTH")[0]
+        source = "WAVELENGTH column"
+    else:
+        raise SpectrumReadError(
+            path, "no spectral axis: LAMOST table has no WAVELENGTH column and no COEFF0/COEFF1"
+        )
+    meta = _header_meta(header, "lamost_lrs_table")
+    meta["wavelength_source"] = source
+    return _finish(path, header, wavelength, flux, ivar, meta)
+
+
+def _read_mrs(path: Path, hdus: fits.HDUList) -> Spectrum:
+    """Medium-resolution file: COADD_B and COADD_R concatenated (sorted by wavelength)."""
+    parts = []
+    snr: dict[str, float] = {}
+    for hdu in hdus:
+        band = _MRS_BANDS.get(hdu_name(hdu))
+        if band is None or int(hdu.header.get("NAXIS2", 0)) == 0:
+            continue
+        loglam = _column(path, hdu, "LOGLAM")
+        ivar = _column(path, hdu, "IVAR")
+        ivar = np.where(_column(path, hdu, "ANDMASK") != 0, 0.0, ivar)
+        parts.append((10.0 ** loglam.astype(np.float64), _column(path, hdu, "FLUX"), ivar))
+        band_snr = header_float(hdu.header, "SNR")
+        if band_snr is not None:
+            snr[band] = band_snr
+    if not parts:
+        raise SpectrumReadError(path, "LAMOST MRS file has empty COADD_B and COADD_R tables")
+    wavelength, flux, ivar = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+    header = hdus[0].header
+    meta = _header_meta(header, "lamost_mrs")
+    meta.update(resolution="medium", snr=snr, wavelength_source="LOGLAM columns")
+    return _finish(path, header, wavelength, flux, ivar, meta)
+
+
+def _column(path: Path, hdu: Hdu, name: str) -> np.ndarray:
+    """One table column; a missing column or bad data becomes SpectrumReadError."""
+    try:
+        return table_column(path, hdu, name)
+    except KeyError as error:
+        raise SpectrumReadError(
+            path, f"LAMOST table {hdu_name(hdu) or '(unnamed)'!r} has no {name} column"
+        ) from error
+
+
+def _finish(
+    path: Path,
+    header: fits.Header,
+    wavelength: np.ndarray,
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    meta: dict[str, Any],
+) -> Spectrum:
+    """Apply the medium (VACUUM = F would mean air) and validate."""
+    if header.get("VACUUM") is False:
+        wavelength = vacuum_from_air(wavelength)
+        meta["wavelength_medium_original"] = "air"
+    return finish_spectrum(path, wavelength, flux, ivar, meta)
+
+
+def _header_meta(header: fits.Header, layout: str) -> dict[str, Any]:
+    """Meta keys shared by all LAMOST layouts, from the primary header."""
+    snr = {}
+    for band, keys in _SNR_KEYS.items():
+        values = [header_float(header, key) for key in keys]
+        values = [value for value in values if value is not None]
+        if values:
+            snr[band] = values[0]
+    obsid = header.get("OBSID")
+    return {
+        "source": "lamost",
+        "format": layout,
+        "resolution": "low",
+        "object_id": header_text(header, "DESIG"),
+        "obsid": int(obsid) if isinstance(obsid, int | float) and obsid > 0 else None,
+        "ra": header_float(header, "RA"),
+        "dec": header_float(header, "DEC"),
+        "redshift": header_float(header, "Z"),
+        "redshift_err": header_float(header, "Z_ERR"),
+        "pipeline_class": header_text(header, "CLASS"),
+        "pipeline_subclass": header_text(header, "SUBCLASS"),
+        "snr": snr,
+        "pipeline_version": header_text(header, "VERSPIPE"),
+        "data_release": header_text(header, "DATA_V"),
+        "object_type": header_text(header, "OBJTYPE"),
+        "lmjd": header.get("LMJD"),
+        "plan_id": header_text(header, "PLANID"),
+        "spectrograph_id": header.get("SPID"),
+        "fiber_id": header.get("FIBERID"),
+        "wavelength_medium_original": "vacuum",
+        "wavelength_source": "COEFF0/COEFF1",
+    }

@@ -1,0 +1,85 @@
+"""Choose the stellar normalisation by measurement (validation fold of the LAMOST train split).
+
+Usage: ``python scripts/stellar_normalisation_study.py --data data --epochs 12 --out reports/norm``
+
+For each normalisation, trains the stellar CNN on the templates plus the LAMOST training
+spectra minus a seeded validation fold, scores the fold, and writes a Markdown + JSON table.
+The test split is not used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from models.preprocess import StellarPreprocess
+from training.loop import TrainConfig
+from training.stellar import StellarTrainConfig, train_stellar
+from training.stellar_data import StellarDataConfig
+
+CHOICES = ("median", "continuum", "median+continuum")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--per-class", type=int, default=800)
+    parser.add_argument("--fold", type=float, default=0.3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--choices", nargs="+", default=list(CHOICES))
+    parser.add_argument("--n-pix", type=int, default=2048)
+    parser.add_argument("--real-fraction", type=float, default=0.5)
+    parser.add_argument("--out", default="reports/normalisation_study")
+    args = parser.parse_args()
+    rows = []
+    for normalisation in args.choices:
+        for seed in args.seeds:
+            config = StellarTrainConfig(
+                data_dir=Path(args.data),
+                preprocess=StellarPreprocess(normalisation=normalisation, n_pix=args.n_pix),
+                data=StellarDataConfig(
+                    per_class=args.per_class, seed=seed, real_fraction=args.real_fraction
+                ),
+                train=replace(TrainConfig(), epochs=args.epochs, seed=seed),
+                validation_fold=args.fold,
+            )
+            started = time.perf_counter()
+            with tempfile.TemporaryDirectory() as workdir:
+                metrics = train_stellar(config, Path(workdir))
+            rows.append(
+                {
+                    "normalisation": normalisation,
+                    "seed": seed,
+                    "val_accuracy": metrics["accuracy"],
+                    "val_macro_f1": metrics["macro_f1"],
+                    "n_val": metrics["n"],
+                    "minutes": (time.perf_counter() - started) / 60,
+                    "n_pix": args.n_pix,
+                    "real_fraction": args.real_fraction,
+                    "confusion_matrix": metrics["confusion_matrix"],
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps(rows, indent=1))
+    lines = [
+        "| normalisation | seed | val accuracy | val macro F1 | n val |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['normalisation']} | {r['seed']} | {r['val_accuracy']:.3f} | "
+        f"{r['val_macro_f1']:.3f} | {r['n_val']} |"
+        for r in rows
+    ]
+    (out / "study.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
