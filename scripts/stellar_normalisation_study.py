@@ -24,6 +24,12 @@ from training.stellar_data import StellarDataConfig
 CHOICES = ("median", "continuum", "median+continuum")
 
 
+def _runs(args) -> list[tuple[int, tuple[int, int] | None]]:
+    if args.folds:
+        return [(seed, (k, args.folds)) for seed in args.seeds for k in range(args.folds)]
+    return [(seed, None) for seed in args.seeds]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data")
@@ -31,14 +37,17 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=800)
     parser.add_argument("--fold", type=float, default=0.3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--folds", type=int, default=0, help="k-fold CV instead of --fold")
     parser.add_argument("--choices", nargs="+", default=list(CHOICES))
     parser.add_argument("--n-pix", type=int, default=2048)
-    parser.add_argument("--real-fraction", type=float, default=0.5)
+    parser.add_argument("--real-fraction", type=float, default=0.7)
+    parser.add_argument("--no-batch-augment", action="store_true")
+    parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--out", default="reports/normalisation_study")
     args = parser.parse_args()
     rows = []
     for normalisation in args.choices:
-        for seed in args.seeds:
+        for seed, fold in _runs(args):
             config = StellarTrainConfig(
                 data_dir=Path(args.data),
                 preprocess=StellarPreprocess(normalisation=normalisation, n_pix=args.n_pix),
@@ -47,6 +56,9 @@ def main() -> None:
                 ),
                 train=replace(TrainConfig(), epochs=args.epochs, seed=seed),
                 validation_fold=args.fold,
+                cross_validation=fold,
+                batch_augment=not args.no_batch_augment,
+                network={"dropout": args.dropout},
             )
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as workdir:

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from skysort.cli import main
@@ -45,3 +46,22 @@ def test_console_script_help_lists_commands():
     ).stdout
     for command in ("train", "evaluate", "classify", "serve"):
         assert command in out
+
+
+def test_classify_warns_about_partial_coverage(capsys, data_dir):
+    medium = next((data_dir / "lamost" / "dr6_dr7_laspec").glob("med-*.fits"))
+    main(["classify", str(medium), "--quiet"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["task"] == "stellar"
+    assert any("covers" in warning for warning in result["warnings"])
+
+
+def test_default_bundle_classifies_held_out_spectra(capsys, data_dir, stellar_test_rows):
+    """The default bundle never trained on the test split; most of it must come out right."""
+    files = [str(data_dir / row.file) for row in stellar_test_rows]
+    main(["classify", *files, "--quiet"])
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    correct = [
+        r["label"] == row.mk_class for r, row in zip(results, stellar_test_rows, strict=True)
+    ]
+    assert np.mean(correct) >= 0.75

@@ -313,8 +313,8 @@ class AugmentConfig:
     rv_probability: float = 1.0
     rv_max_kms: float = 150.0
     redden_probability: float = 0.5
-    ebv_mean: float = 0.1
-    ebv_max: float = 0.5
+    ebv_mean: float = 0.15
+    ebv_max: float = 1.0
     r_v: float = 3.1
     resolution_probability: float = 0.3
     resolving_power_range: tuple[float, float] = (500.0, 1800.0)
@@ -324,7 +324,7 @@ class AugmentConfig:
     blue_start_range: tuple[float, float] = (3700.0, 4200.0)
     red_end_range: tuple[float, float] = (7000.0, 9100.0)
     noise_probability: float = 0.8
-    snr_range: tuple[float, float] = (10.0, 100.0)
+    snr_range: tuple[float, float] = (3.0, 100.0)
     mask_probability: float = 0.3
     mask_segments_max: int = 3
     mask_width_max_angstrom: float = 50.0
@@ -409,3 +409,39 @@ def augment(spectrum: Spectrum, rng: np.random.Generator, config: AugmentConfig)
     meta = dict(spectrum.meta)
     meta["augmentations"] = [*meta.get("augmentations", []), *applied]
     return _new(spectrum, meta=meta)
+
+
+def spectral_batch_augment(
+    key,
+    features,
+    noise_max: float = 0.05,
+    max_shift: int = 1,
+    cut_probability: float = 0.3,
+    cut_max_pixels: int = 60,
+):
+    """On-device augmentation of a batch of stellar features (batch, n_pix, channels).
+
+    Runs inside the jitted train step, so every step sees fresh draws on top of the
+    physical augmentations made once per dataset: white noise of a random level on the
+    flux channels, a shift by up to ``max_shift`` grid pixels (a radial velocity of up to
+    ~260 km/s per pixel on the default grid), and, with ``cut_probability``, a random
+    window of up to ``cut_max_pixels`` pixels marked uncovered (all channels 0).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    batch, n_pix, channels = features.shape
+    k_noise, k_level, k_shift, k_cut, k_start, k_width = jax.random.split(key, 6)
+    level = jax.random.uniform(k_level, (batch, 1, 1), maxval=noise_max)
+    noise = level * jax.random.normal(k_noise, features.shape)
+    covered = features[..., -1:] > 0.5
+    flux_mask = jnp.arange(channels) < channels - 1
+    features = features + jnp.where(covered & flux_mask, noise, 0.0)
+    shifts = jax.random.randint(k_shift, (batch,), -max_shift, max_shift + 1)
+    features = jax.vmap(lambda f, s: jnp.roll(f, s, axis=0))(features, shifts)
+    start = jax.random.randint(k_start, (batch, 1), 0, n_pix)
+    width = jax.random.randint(k_width, (batch, 1), 0, cut_max_pixels + 1)
+    do_cut = jax.random.uniform(k_cut, (batch, 1)) < cut_probability
+    pixel = jnp.arange(n_pix)[None, :]
+    cut = do_cut & (pixel >= start) & (pixel < start + width)
+    return jnp.where(cut[..., None], 0.0, features)

@@ -221,8 +221,10 @@ def train_classifier(
     n_classes = _output_dim(net, train.features[:1])
     weights = class_weights(train.labels, n_classes, config.class_weighting)
     steps_per_epoch = max(1, len(train) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = max(1, min(200, total_steps // 10))
     schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, min(200, steps_per_epoch), steps_per_epoch * config.epochs
+        0.0, config.learning_rate, warmup, max(total_steps, warmup + 1)
     )
     tx = optax.adamw(schedule, weight_decay=config.weight_decay)
     optimizer = nnx.Optimizer(net, tx, wrt=nnx.Param)

@@ -16,6 +16,7 @@ import numpy as np
 from models.bundle import save_bundle
 from models.nets import build_net
 from models.preprocess import StellarPreprocess
+from training.augment import spectral_batch_augment
 from training.evaluate import classification_metrics
 from training.loop import ArraySet, TrainConfig, config_dict, predict_logits, train_classifier
 from training.stellar_data import (
@@ -40,21 +41,31 @@ class StellarTrainConfig:
     preprocess: StellarPreprocess = field(default_factory=StellarPreprocess)
     data: StellarDataConfig = field(default_factory=StellarDataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=25))
-    network: dict = field(default_factory=dict)
+    network: dict = field(default_factory=lambda: {"dropout": 0.3})
     validation_fold: float = 0.0
+    cross_validation: tuple[int, int] | None = None
+    batch_augment: bool = True
 
 
-def split_validation(rows: list[ManifestRow], fraction: float, seed: int) -> list[ManifestRow]:
-    """Move ``fraction`` of the LAMOST training rows to a ``val`` split (model selection)."""
-    if fraction <= 0:
+def split_validation(
+    rows: list[ManifestRow], fraction: float, seed: int, fold: tuple[int, int] | None = None
+) -> list[ManifestRow]:
+    """Move LAMOST training rows to a ``val`` split (for model selection, never the test split).
+
+    With ``fold=(k, n)`` the LAMOST training rows are dealt into ``n`` seeded folds and fold
+    ``k`` becomes ``val`` (cross-validation); otherwise each row goes to ``val`` with
+    probability ``fraction``.
+    """
+    if fold is None and fraction <= 0:
         return rows
     rng = np.random.default_rng(seed + 1)
-    out = []
-    for row in rows:
-        if row.source == "lamost" and row.split == "train" and rng.uniform() < fraction:
-            row = dataclasses.replace(row, split="val")
-        out.append(row)
-    return out
+    lamost = [i for i, row in enumerate(rows) if row.source == "lamost" and row.split == "train"]
+    if fold is not None:
+        order = rng.permutation(len(lamost))
+        chosen = {lamost[j] for j in order[fold[0] :: fold[1]]}
+    else:
+        chosen = {i for i in lamost if rng.uniform() < fraction}
+    return [dataclasses.replace(r, split="val") if i in chosen else r for i, r in enumerate(rows)]
 
 
 def network_kwargs(config: StellarTrainConfig) -> dict:
@@ -75,13 +86,20 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
     """
     data_dir = Path(config.data_dir)
     rows = load_manifest(Path(config.manifest))
-    rows = split_validation(rows, config.validation_fold, config.data.seed)
-    eval_split = "val" if config.validation_fold > 0 else "test"
+    rows = split_validation(rows, config.validation_fold, config.data.seed, config.cross_validation)
+    eval_split = "val" if any(row.split == "val" for row in rows) else "test"
     train_set, summary = build_training_set(rows, data_dir, config.preprocess, config.data)
     eval_set, eval_rows = build_eval_set(rows, data_dir, config.preprocess, eval_split)
     kwargs = network_kwargs(config)
     net = build_net("spectrum_cnn", kwargs, seed=config.train.seed)
-    result = train_classifier(net, train_set, eval_set, config.train, workdir)
+    result = train_classifier(
+        net,
+        train_set,
+        eval_set,
+        config.train,
+        workdir,
+        batch_augment=spectral_batch_augment if config.batch_augment else None,
+    )
     metrics = _metrics(result.net, eval_set, config, eval_split, eval_rows)
     if out is None:
         return metrics
@@ -95,6 +113,9 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
             **summary,
             "manifest": Path(config.manifest).name,
             "config": config_dict(config.train),
+            "batch_augment": "training.augment.spectral_batch_augment"
+            if config.batch_augment
+            else None,
             "history": result.history,
             "held_out": f"LAMOST rows with split={eval_split} in {Path(config.manifest).name}",
         },
