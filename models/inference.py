@@ -12,23 +12,21 @@ classified. Features of all readable files are predicted in one batch.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from models.bundle import Predictor, load_bundle
-from models.io import SpectrumReadError, identify_kind, read_spectrum
-from models.preprocess import coverage_fraction
+from models.prepare import IMAGE_TASKS, SPECTRUM_TASKS, Prepared, prepare
 
 BUNDLES_DIR = Path(
     os.environ.get("SKYSORT_BUNDLES", Path(__file__).resolve().parents[1] / "bundles")
 )
-SPECTRUM_TASKS = ("stellar",)
-IMAGE_TASKS = ()
-MIN_COVERAGE = 0.5
 
 
 def default_bundle(task: str) -> Path:
@@ -39,70 +37,6 @@ def load_default_predictors(tasks: Iterable[str] | None = None) -> dict[str, Pre
     """Predictors of the default bundles that exist in ``BUNDLES_DIR`` (all known tasks)."""
     tasks = tasks or (*SPECTRUM_TASKS, *IMAGE_TASKS)
     return {t: load_bundle(default_bundle(t)) for t in tasks if default_bundle(t).is_dir()}
-
-
-@dataclass
-class Prepared:
-    """One input after reading and preprocessing, or the reason it failed."""
-
-    file: str
-    task: str | None = None
-    features: np.ndarray | None = None
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-def choose_task(path: Path, requested: str) -> str:
-    """The task for a file: ``requested`` unless it is ``auto``, then by content."""
-    if requested != "auto":
-        return requested
-    kind = identify_kind(path)
-    if kind == "spectrum":
-        return SPECTRUM_TASKS[0]
-    if kind == "image" and IMAGE_TASKS:
-        return IMAGE_TASKS[0]
-    if kind == "image":
-        raise SpectrumReadError(path, "this is an image; no image model is installed")
-    raise SpectrumReadError(path, "not a recognised spectrum or image file")
-
-
-def spectrum_warnings(spectrum, features: np.ndarray) -> list[str]:
-    """Caveats about a spectrum that was read and preprocessed without error."""
-    warnings = []
-    pipeline_class = str(spectrum.meta.get("pipeline_class", "")).strip().upper()
-    if pipeline_class and pipeline_class not in ("STAR", ""):
-        warnings.append(
-            f"the file's pipeline class is {pipeline_class}; the stellar model assumes a star"
-        )
-    redshift = spectrum.meta.get("redshift")
-    if redshift is not None and abs(redshift) >= 0.01:
-        warnings.append(f"redshift {redshift:.3f} is not stellar; wavelengths were not shifted")
-    covered = coverage_fraction(features)
-    if covered < MIN_COVERAGE:
-        warnings.append(
-            f"the spectrum covers {covered:.0%} of the model's 3700-9100 Å grid; "
-            "the class is uncertain"
-        )
-    return warnings
-
-
-def prepare(path: str | Path, predictors: dict[str, Predictor], task: str = "auto") -> Prepared:
-    """Read and preprocess one file for its task; errors are captured, not raised."""
-    path = Path(path)
-    prepared = Prepared(file=str(path))
-    try:
-        prepared.task = choose_task(path, task)
-        if prepared.task not in predictors:
-            raise SpectrumReadError(path, f"no model is loaded for task {prepared.task!r}")
-        predictor = predictors[prepared.task]
-        spectrum = read_spectrum(path)
-        prepared.features = predictor.preprocess.apply(spectrum)
-        prepared.warnings = spectrum_warnings(spectrum, prepared.features)
-    except SpectrumReadError as error:
-        prepared.error = str(error)
-    except OSError as error:
-        prepared.error = f"{path.name}: cannot open ({error.strerror or error})"
-    return prepared
 
 
 def predict_prepared(prepared: list[Prepared], predictors: dict[str, Predictor]) -> list[dict]:
@@ -129,7 +63,34 @@ def predict_prepared(prepared: list[Prepared], predictors: dict[str, Predictor])
 
 
 def classify_files(
-    paths: Iterable[str | Path], predictors: dict[str, Predictor], task: str = "auto"
+    paths: Iterable[str | Path],
+    predictors: dict[str, Predictor],
+    task: str = "auto",
+    pool: Executor | None = None,
 ) -> list[dict]:
-    """The ``classify`` JSON object of every path, in order."""
-    return predict_prepared([prepare(p, predictors, task) for p in paths], predictors)
+    """The ``classify`` JSON object of every path, in order.
+
+    With ``pool`` (see :func:`preparation_pool`), files are read and preprocessed in worker
+    processes while this process predicts.
+    """
+    preprocessors = {name: p.preprocess for name, p in predictors.items()}
+    paths = list(paths)
+    if pool is None:
+        prepared = [prepare(p, preprocessors, task) for p in paths]
+    else:
+        chunk = max(1, len(paths) // 16)
+        prepared = list(
+            pool.map(
+                partial(prepare, preprocessors=preprocessors, task=task), paths, chunksize=chunk
+            )
+        )
+    return predict_prepared(prepared, predictors)
+
+
+def preparation_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for reading and preprocessing, started with ``spawn``.
+
+    ``spawn`` (not ``fork``) because the parent has JAX's threads running; the workers only
+    import the readers and numpy, never JAX.
+    """
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))

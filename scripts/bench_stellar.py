@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from models.bundle import load_bundle
-from models.inference import classify_files
+from models.inference import classify_files, preparation_pool
 from models.io import read_spectrum
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,6 +59,10 @@ def main() -> None:
         for f in files:
             pre.apply(read_spectrum(f))
 
+    def classify(pool):
+        for i in range(0, len(files), 1024):
+            classify_files(files[i : i + 1024], {"stellar": predictor}, pool=pool)
+
     features = np.stack([pre.apply(read_spectrum(f)) for f in files[:256]])
     single = features[:1]
     n_single = 200
@@ -71,16 +75,13 @@ def main() -> None:
         "predictor batch 256 spectra/s": _rate(
             256 * 8, timed(lambda: [predictor.predict(features) for _ in range(8)])
         ),
-        "classify path files/s": _rate(
-            len(files),
-            timed(
-                lambda: [
-                    classify_files(files[i : i + 256], {"stellar": predictor})
-                    for i in range(0, len(files), 256)
-                ]
-            ),
-        ),
+        "classify path files/s (1 process)": _rate(len(files), timed(lambda: classify(None))),
     }
+    with preparation_pool(os.cpu_count() or 1) as pool:
+        classify(pool)  # start the workers outside the timing
+        figures[f"classify path files/s ({os.cpu_count()} reader processes)"] = _rate(
+            len(files), timed(lambda: classify(pool))
+        )
     context = {
         "device": str(jax.devices()[0].device_kind),
         "cpus": os.cpu_count(),

@@ -58,7 +58,7 @@ def _classify(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from models.bundle import load_bundle
-    from models.inference import classify_files, load_default_predictors
+    from models.inference import classify_files, load_default_predictors, preparation_pool
 
     if args.bundle:
         predictor = load_bundle(args.bundle)
@@ -67,18 +67,31 @@ def _classify(args: argparse.Namespace) -> int:
         predictors = load_default_predictors()
     failed = 0
     chunk = args.batch_size
-    with tqdm(
+    workers = args.workers if args.workers is not None else _default_workers(len(args.files))
+    pool = preparation_pool(workers) if workers > 1 else None
+    bar = tqdm(
         total=len(args.files),
         desc="classifying",
         unit="file",
         disable=len(args.files) <= chunk or args.quiet,
-    ) as bar:
+    )
+    try:
         for start in range(0, len(args.files), chunk):
-            for result in classify_files(args.files[start : start + chunk], predictors, args.task):
+            batch = args.files[start : start + chunk]
+            for result in classify_files(batch, predictors, args.task, pool):
                 failed += "error" in result
                 print(json.dumps(result), flush=True)
                 bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown()
     return 1 if failed else 0
+
+
+def _default_workers(n_files: int) -> int:
+    """Worker processes pay off once there are thousands of files (each starts in ~1 s)."""
+    return min(os.cpu_count() or 1, 4) if n_files >= 2000 else 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -131,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--task", choices=CLASSIFY_TASKS, default="auto")
     classify.add_argument("--bundle", help="bundle directory (default: the bundled models)")
     classify.add_argument("--batch-size", type=int, default=256, help="files per predict call")
+    classify.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that read and preprocess files (default: CPU count for >= 2000 files)",
+    )
     classify.add_argument("--quiet", action="store_true", help="no progress bar")
     classify.set_defaults(func=_classify)
 

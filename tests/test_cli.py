@@ -65,3 +65,13 @@ def test_default_bundle_classifies_held_out_spectra(capsys, data_dir, stellar_te
         r["label"] == row.mk_class for r, row in zip(results, stellar_test_rows, strict=True)
     ]
     assert np.mean(correct) >= 0.75
+
+
+def test_worker_processes_give_identical_results(capsys, data_dir, stellar_test_rows):
+    files = [str(data_dir / row.file) for row in stellar_test_rows[:6]] + ["missing.fits"]
+    main(["classify", *files, "--quiet", "--workers", "1"])
+    single = capsys.readouterr().out.splitlines()
+    main(["classify", *files, "--quiet", "--workers", "2"])
+    pooled = capsys.readouterr().out.splitlines()
+    assert single == pooled
+    assert "file not found" in json.loads(single[-1])["error"]
