@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EPOCHS ?= 25
+EPOCHS ?= 20
 
-.PHONY: help serve test lint models bench clean-runs
+.PHONY: help serve test lint models bench bench-survey clean-runs
 
 help:
 	@echo "make serve   start the HTTP service with the bundled models (http://127.0.0.1:3000)"
@@ -39,6 +39,9 @@ models: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_stellar.py
+
+bench-survey: $(STAMP)
+	$(BIN)/python scripts/bench_survey.py
 
 clean-runs:
 	rm -rf runs reports

@@ -63,18 +63,29 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def save_bundle(path: str | Path, net: nnx.Module, card: dict[str, Any]) -> dict[str, Any]:
-    """Write ``net``'s weights and the model card to ``path`` (created; must be empty or new).
+def _weights(net: nnx.Module) -> dict:
+    return jax.tree.map(np.asarray, nnx.state(net, nnx.Not(nnx.RngState)).to_pure_dict())
 
-    ``card`` must hold task, labels, network {name, kwargs} and preprocess; created,
-    git_commit, versions and bundle_id are added here. Returns the completed card.
+
+def save_bundle(
+    path: str | Path, net: nnx.Module | list[nnx.Module], card: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the weights and the model card to ``path`` (created; must be empty or new).
+
+    ``net`` may be a list of networks of the same architecture: an ensemble whose
+    probabilities the Predictor averages (stored as ``{"members": {"0": ..., ...}}`` and
+    ``network.members`` in the card). ``card`` must hold task, labels, network {name,
+    kwargs} and preprocess; created, git_commit, versions and bundle_id are added here.
+    Returns the completed card.
     """
     path = Path(path)
     if path.exists() and any(path.iterdir()):
         raise FileExistsError(f"{path} is not empty; choose a new --out or remove it")
     path.mkdir(parents=True, exist_ok=True)
-    state = nnx.state(net, nnx.Not(nnx.RngState)).to_pure_dict()
-    payload = serialization.msgpack_serialize(jax.tree.map(np.asarray, state))
+    nets = net if isinstance(net, list) else [net]
+    state = {"members": {str(i): _weights(member) for i, member in enumerate(nets)}}
+    card = {**card, "network": {**card["network"], "members": len(nets)}}
+    payload = serialization.msgpack_serialize(state)
     (path / WEIGHTS_FILE).write_bytes(payload)
     created = dt.datetime.now(dt.UTC).replace(microsecond=0)
     digest = hashlib.sha256(payload).hexdigest()[:8]
@@ -106,16 +117,19 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return json.loads(card_path.read_text())
 
 
-def load_net(path: str | Path, card: dict[str, Any] | None = None) -> nnx.Module:
-    """Rebuild the network of a bundle and load its weights (evaluation mode)."""
+def load_nets(path: str | Path, card: dict[str, Any] | None = None) -> list[nnx.Module]:
+    """Rebuild the network(s) of a bundle with their weights, in evaluation mode."""
     card = card or read_card(path)
-    net = build_net(card["network"]["name"], card["network"]["kwargs"])
-    state = nnx.state(net, nnx.Not(nnx.RngState))
     restored = serialization.msgpack_restore((Path(path) / WEIGHTS_FILE).read_bytes())
-    nnx.replace_by_pure_dict(state, restored)
-    nnx.update(net, state)
-    net.eval()
-    return net
+    nets = []
+    for key in sorted(restored["members"], key=int):
+        net = build_net(card["network"]["name"], card["network"]["kwargs"])
+        state = nnx.state(net, nnx.Not(nnx.RngState))
+        nnx.replace_by_pure_dict(state, restored["members"][key])
+        nnx.update(net, state)
+        net.eval()
+        nets.append(net)
+    return nets
 
 
 class Predictor:
@@ -132,9 +146,19 @@ class Predictor:
         self.bundle_id: str = self.card["bundle_id"]
         self.preprocess = build_preprocess(self.card["preprocess"])
         self.buckets = tuple(sorted(buckets))
-        graphdef, state = nnx.split(load_net(path, self.card))
-        self._state = state
-        self._forward = jax.jit(lambda s, x: jax.nn.softmax(nnx.merge(graphdef, s)(x), axis=-1))
+        splits = [nnx.split(net) for net in load_nets(path, self.card)]
+        graphdef = splits[0][0]
+        # Ensemble members share the architecture: stack their states on a leading axis and
+        # vmap one forward pass over it, then average the probabilities.
+        self._state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *[s for _, s in splits])
+
+        def forward(states, features):
+            def member(state):
+                return jax.nn.softmax(nnx.merge(graphdef, state)(features), axis=-1)
+
+            return jax.vmap(member)(states).mean(axis=0)
+
+        self._forward = jax.jit(forward)
         self.feature_shape = tuple(self.card["feature_shape"])
         for size in self.buckets:
             self._run(np.zeros((size, *self.feature_shape), np.float32))

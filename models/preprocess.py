@@ -128,7 +128,7 @@ class StellarPreprocess:
     wave_min: float = 3700.0
     wave_max: float = 9100.0
     n_pix: int = 1024
-    normalisation: str = "median+continuum"
+    normalisation: str = "continuum"
     continuum_window: int = 101
     rest_frame: bool = True
     clip: float = 5.0

@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--n-pix", type=int, default=2048)
     parser.add_argument("--real-fraction", type=float, default=0.7)
     parser.add_argument("--no-batch-augment", action="store_true")
-    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--network", default="{}", help="extra network kwargs as JSON")
     parser.add_argument("--out", default="reports/normalisation_study")
     args = parser.parse_args()
     rows = []
@@ -55,10 +56,11 @@ def main() -> None:
                     per_class=args.per_class, seed=seed, real_fraction=args.real_fraction
                 ),
                 train=replace(TrainConfig(), epochs=args.epochs, seed=seed),
+                members=1,
                 validation_fold=args.fold,
                 cross_validation=fold,
                 batch_augment=not args.no_batch_augment,
-                network={"dropout": args.dropout},
+                network={"dropout": args.dropout, **json.loads(args.network)},
             )
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as workdir:
@@ -67,6 +69,8 @@ def main() -> None:
                 {
                     "normalisation": normalisation,
                     "seed": seed,
+                    "fold": fold,
+                    "network": args.network,
                     "val_accuracy": metrics["accuracy"],
                     "val_macro_f1": metrics["macro_f1"],
                     "n_val": metrics["n"],
@@ -81,14 +85,16 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps(rows, indent=1))
     lines = [
-        "| normalisation | seed | val accuracy | val macro F1 | n val |",
-        "|---|---|---|---|---|",
+        "| normalisation | seed | fold | val accuracy | val macro F1 | n val |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['normalisation']} | {r['seed']} | {r['val_accuracy']:.3f} | "
+        f"| {r['normalisation']} | {r['seed']} | {r['fold']} | {r['val_accuracy']:.3f} | "
         f"{r['val_macro_f1']:.3f} | {r['n_val']} |"
         for r in rows
     ]
+    accuracies = [r["val_accuracy"] for r in rows]
+    lines.append(f"\nmean val accuracy over {len(rows)} runs: {sum(accuracies) / len(rows):.3f}")
     (out / "study.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -27,6 +27,7 @@ def _train(args: argparse.Namespace) -> int:
         data_dir=Path(args.data) if args.data else defaults.data_dir,
         data=StellarDataConfig(per_class=args.per_class, seed=args.seed),
         train=TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size),
+        members=args.members,
     )
     workdir = Path(args.workdir or REPO / "runs" / args.task)
     card = train_stellar(config, workdir, Path(args.out))
@@ -123,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--workdir", help="checkpoint folder; re-running resumes (default runs/TASK)"
     )
-    train.add_argument("--epochs", type=int, default=25)
+    train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--members", type=int, default=3, help="ensemble members (seeds)")
     train.add_argument(
         "--per-class", type=int, default=1200, help="augmented training examples per class"
     )
@@ -157,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=3000)
     serve.set_defaults(func=_serve)
+
+    from survey.cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

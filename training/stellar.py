@@ -1,6 +1,6 @@
 """Train the stellar MK classifier and write its bundle.
 
-Usage: ``train_stellar(StellarTrainConfig(epochs=25), workdir=Path("runs/stellar"))``
+Usage: ``train_stellar(StellarTrainConfig(), workdir=Path("runs/stellar"), out=Path("bundle"))``
 (or ``skysort train stellar``). Running it again with the same workdir resumes training
 from the newest Orbax checkpoint, then writes the bundle.
 """
@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from models.bundle import save_bundle
@@ -40,8 +41,9 @@ class StellarTrainConfig:
     manifest: Path = DEFAULT_MANIFEST
     preprocess: StellarPreprocess = field(default_factory=StellarPreprocess)
     data: StellarDataConfig = field(default_factory=StellarDataConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=25))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     network: dict = field(default_factory=lambda: {"dropout": 0.3})
+    members: int = 3
     validation_fold: float = 0.0
     cross_validation: tuple[int, int] | None = None
     batch_augment: bool = True
@@ -91,16 +93,23 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
     train_set, summary = build_training_set(rows, data_dir, config.preprocess, config.data)
     eval_set, eval_rows = build_eval_set(rows, data_dir, config.preprocess, eval_split)
     kwargs = network_kwargs(config)
-    net = build_net("spectrum_cnn", kwargs, seed=config.train.seed)
-    result = train_classifier(
-        net,
-        train_set,
-        eval_set,
-        config.train,
-        workdir,
-        batch_augment=spectral_batch_augment if config.batch_augment else None,
-    )
-    metrics = _metrics(result.net, eval_set, config, eval_split, eval_rows)
+    results = []
+    for member in range(config.members):
+        train = dataclasses.replace(config.train, seed=config.train.seed + member)
+        if config.members > 1:
+            print(f"ensemble member {member + 1}/{config.members} (seed {train.seed})")
+        results.append(
+            train_classifier(
+                build_net("spectrum_cnn", kwargs, seed=train.seed),
+                train_set,
+                eval_set,
+                train,
+                Path(workdir) / f"member-{member}" if config.members > 1 else Path(workdir),
+                batch_augment=spectral_batch_augment if config.batch_augment else None,
+            )
+        )
+    nets = [result.net for result in results]
+    metrics = _metrics(nets, eval_set, config, eval_split, eval_rows)
     if out is None:
         return metrics
     card = {
@@ -116,17 +125,25 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
             "batch_augment": "training.augment.spectral_batch_augment"
             if config.batch_augment
             else None,
-            "history": result.history,
+            "history": [result.history for result in results],
             "held_out": f"LAMOST rows with split={eval_split} in {Path(config.manifest).name}",
         },
         "metrics": metrics,
     }
-    return save_bundle(out, result.net, card)
+    return save_bundle(out, nets, card)
 
 
-def _metrics(net, eval_set: ArraySet, config, split: str, rows: list[ManifestRow]) -> dict:
-    logits = predict_logits(net, eval_set.features, config.train.eval_batch_size)
-    metrics = classification_metrics(eval_set.labels, logits.argmax(-1), list(MK_CLASSES))
+def _metrics(nets, eval_set: ArraySet, config, split: str, rows: list[ManifestRow]) -> dict:
+    """Scores of the ensemble (mean probability of its members) and of each member."""
+    probabilities = [
+        jax.nn.softmax(predict_logits(net, eval_set.features, config.train.eval_batch_size))
+        for net in nets
+    ]
+    mean = np.mean(probabilities, axis=0)
+    metrics = classification_metrics(eval_set.labels, mean.argmax(-1), list(MK_CLASSES))
+    metrics["member_accuracy"] = [
+        round(float((p.argmax(-1) == eval_set.labels).mean()), 4) for p in probabilities
+    ]
     metrics["split"] = split
     metrics["files"] = [row.file for row in rows]
     return metrics
@@ -161,7 +178,7 @@ def evaluate_stellar(
         {"file": row.file, "true": row.mk_class, "predicted": predictor.labels[p]}
         for row, p in zip(chosen, predicted, strict=True)
     ]
-    write_metrics(metrics, Path(report_dir), f"stellar {predictor.bundle_id} on {split}")
+    write_metrics(metrics, Path(report_dir), f"{predictor.bundle_id} on {split}")
     wrong = np.flatnonzero(predicted != eval_set.labels)
     plot_misclassified_spectra(
         predictor.preprocess.grid,

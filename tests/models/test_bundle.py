@@ -31,7 +31,7 @@ def _card(pre):
 
 
 def test_save_load_identical_predictions(tmp_path):
-    pre = StellarPreprocess(n_pix=256)
+    pre = StellarPreprocess(n_pix=256, normalisation="median+continuum")
     card = _card(pre)
     net = build_net(card["network"]["name"], card["network"]["kwargs"], seed=3)
     features = np.random.default_rng(0).normal(size=(40, 256, 3)).astype(np.float32)
@@ -50,7 +50,7 @@ def test_save_load_identical_predictions(tmp_path):
 
 
 def test_save_refuses_to_overwrite(tmp_path):
-    pre = StellarPreprocess(n_pix=256)
+    pre = StellarPreprocess(n_pix=256, normalisation="median+continuum")
     card = _card(pre)
     net = build_net(card["network"]["name"], card["network"]["kwargs"])
     save_bundle(tmp_path / "b", net, card)
@@ -59,8 +59,24 @@ def test_save_refuses_to_overwrite(tmp_path):
 
 
 def test_predictor_rejects_wrong_feature_shape(tmp_path):
-    pre = StellarPreprocess(n_pix=256)
+    pre = StellarPreprocess(n_pix=256, normalisation="median+continuum")
     card = _card(pre)
     save_bundle(tmp_path / "b", build_net("spectrum_cnn", card["network"]["kwargs"]), card)
     with pytest.raises(ValueError, match="expected"):
         load_bundle(tmp_path / "b", buckets=(4,)).predict(np.zeros((2, 100, 3), np.float32))
+
+
+def test_ensemble_bundle_averages_member_probabilities(tmp_path):
+    pre = StellarPreprocess(n_pix=256, normalisation="median+continuum")
+    card = _card(pre)
+    nets = [build_net("spectrum_cnn", card["network"]["kwargs"], seed=s) for s in (1, 2)]
+    features = np.random.default_rng(1).normal(size=(5, 256, 3)).astype(np.float32)
+    member_probabilities = []
+    for net in nets:
+        logits = predict_logits(net, features)
+        member_probabilities.append(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True))
+    saved = save_bundle(tmp_path / "e", nets, card)
+    predictor = load_bundle(tmp_path / "e", buckets=(8,))
+    assert saved["network"]["members"] == 2
+    assert np.allclose(predictor.predict(features), np.mean(member_probabilities, 0), atol=1e-5)
+    assert not np.allclose(member_probabilities[0], member_probabilities[1], atol=1e-3)

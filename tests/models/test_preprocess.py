@@ -45,7 +45,7 @@ def test_resample_bridges_single_bad_pixels_but_not_wide_gaps():
 
 
 def test_features_shape_channels_and_scale_invariance():
-    pre = StellarPreprocess(n_pix=1024)
+    pre = StellarPreprocess(n_pix=1024, normalisation="median+continuum")
     spectrum = _flat()
     features = pre.apply(spectrum)
     scaled = pre.apply(Spectrum(spectrum.wavelength, 1e-16 * spectrum.flux, spectrum.ivar, {}))

@@ -33,7 +33,7 @@ def test_training_set_balances_classes_and_real_fraction(data_dir):
     config = StellarDataConfig(per_class=20, real_fraction=0.5, keep_originals=False)
     subset = [r for r in rows if r.mk_class in ("O", "G")][::3]
     train_set, summary = build_training_set(subset, data_dir, StellarPreprocess(n_pix=256), config)
-    assert train_set.features.shape == (40, 256, 3)
+    assert train_set.features.shape == (40, 256, 2)
     assert summary["examples_per_class"] == {"O": 20, "G": 20}
     assert np.isfinite(train_set.features).all()
 
@@ -45,14 +45,17 @@ def test_train_evaluate_round_trip(data_dir, tmp_path):
         data=StellarDataConfig(per_class=8, keep_originals=False),
         train=replace(TrainConfig(), epochs=1, batch_size=16, progress=False),
         network={"widths": (8, 16), "kernels": (5, 5), "hidden": 16},
+        members=2,
     )
     card = train_stellar(config, tmp_path / "work", tmp_path / "bundle")
     assert card["labels"] == list(MK_CLASSES)
     assert card["training"]["examples_per_class"]["O"] == 8
     assert card["metrics"]["n"] == 37 and card["metrics"]["split"] == "test"
+    assert card["network"]["members"] == 2 and len(card["metrics"]["member_accuracy"]) == 2
+    assert (tmp_path / "work" / "member-1" / "checkpoints").is_dir()
     metrics = evaluate_stellar(tmp_path / "bundle", tmp_path / "report", data_dir)
     assert metrics["n"] == 37
     assert metrics["accuracy"] == card["metrics"]["accuracy"]
     for name in ("metrics.json", "confusion_matrix.png", "misclassified.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
-    assert load_bundle(tmp_path / "bundle").feature_shape == (256, 3)
+    assert load_bundle(tmp_path / "bundle").feature_shape == (256, 2)
