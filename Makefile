@@ -36,6 +36,10 @@ models: $(STAMP)
 	$(BIN)/skysort train stellar --epochs $(EPOCHS) --workdir runs/stellar --out runs/bundles/stellar
 	rm -rf bundles/stellar && mkdir -p bundles && mv runs/bundles/stellar bundles/stellar
 	$(BIN)/skysort evaluate stellar --bundle bundles/stellar --report reports/stellar
+	rm -rf runs/galaxy runs/bundles/galaxy
+	$(BIN)/skysort train galaxy --workdir runs/galaxy --out runs/bundles/galaxy
+	rm -rf bundles/galaxy && mv runs/bundles/galaxy bundles/galaxy
+	$(BIN)/skysort evaluate galaxy --bundle bundles/galaxy --report reports/galaxy
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_stellar.py

@@ -8,16 +8,20 @@ preprocess files never import JAX.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from models.io import SpectrumReadError, identify_kind, read_spectrum
+from models.io.base import ReadError
+from models.io.common import JPEG_MAGIC, PNG_MAGIC
+from models.io.image import image_warnings, read_image
 from models.preprocess import coverage_fraction
 
 SPECTRUM_TASKS = ("stellar",)
-IMAGE_TASKS = ()
+IMAGE_TASKS = ("galaxy",)
 MIN_COVERAGE = 0.5
 
 
@@ -32,18 +36,38 @@ class Prepared:
     error: str | None = None
 
 
-def choose_task(path: Path, requested: str) -> str:
-    """The task for a file: ``requested`` unless it is ``auto``, then by content."""
+def _looks_like_picture(path: Path) -> bool:
+    """JPEG or PNG by magic bytes (the cheap part of content sniffing).
+
+    A file that cannot be opened is left to the reader, which says why.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return False
+    return head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC)
+
+
+def choose_task(path: Path, requested: str, available: Iterable[str]) -> str:
+    """The task for a file: ``requested`` unless it is ``auto``, then by content.
+
+    ``auto`` is cheap on purpose (it runs for every file of a survey): pictures are known by
+    their magic bytes; everything else is taken as a spectrum, and a FITS image that the
+    spectrum readers reject is re-routed in :func:`prepare`.
+    """
     if requested != "auto":
         return requested
-    kind = identify_kind(path)
-    if kind == "spectrum":
-        return SPECTRUM_TASKS[0]
-    if kind == "image" and IMAGE_TASKS:
-        return IMAGE_TASKS[0]
-    if kind == "image":
-        raise SpectrumReadError(path, "this is an image; no image model is installed")
-    raise SpectrumReadError(path, "not a recognised spectrum or image file")
+    if _looks_like_picture(path):
+        return _image_task(path, available)
+    return SPECTRUM_TASKS[0]
+
+
+def _image_task(path: Path, available: Iterable[str]) -> str:
+    for task in IMAGE_TASKS:
+        if task in available:
+            return task
+    raise SpectrumReadError(path, "this is an image; no image model is loaded")
 
 
 def spectrum_warnings(spectrum, features: np.ndarray) -> list[str]:
@@ -78,14 +102,30 @@ def prepare(path: str | Path, preprocessors: dict, task: str = "auto") -> Prepar
     path = Path(path)
     prepared = Prepared(file=str(path))
     try:
-        prepared.task = choose_task(path, task)
-        if prepared.task not in preprocessors:
-            raise SpectrumReadError(path, f"no model is loaded for task {prepared.task!r}")
-        spectrum = read_spectrum(path)
-        prepared.features = preprocessors[prepared.task].apply(spectrum)
-        prepared.warnings = spectrum_warnings(spectrum, prepared.features)
-    except SpectrumReadError as error:
+        prepared.task = choose_task(path, task, preprocessors)
+        try:
+            _read_and_apply(prepared, path, preprocessors)
+        except SpectrumReadError:
+            if task != "auto" or identify_kind(path) != "image":
+                raise
+            prepared.task = _image_task(path, preprocessors)
+            _read_and_apply(prepared, path, preprocessors)
+    except ReadError as error:
         prepared.error = str(error)
     except OSError as error:
         prepared.error = f"{path.name}: cannot open ({error.strerror or error})"
     return prepared
+
+
+def _read_and_apply(prepared: Prepared, path: Path, preprocessors: dict) -> None:
+    if prepared.task not in preprocessors:
+        raise SpectrumReadError(path, f"no model is loaded for task {prepared.task!r}")
+    preprocess = preprocessors[prepared.task]
+    if prepared.task in IMAGE_TASKS:
+        image = read_image(path)
+        prepared.features = preprocess.apply(image)
+        prepared.warnings = image_warnings(image)
+    else:
+        spectrum = read_spectrum(path)
+        prepared.features = preprocess.apply(spectrum)
+        prepared.warnings = spectrum_warnings(spectrum, prepared.features)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from models.image_preprocess import GalaxyPreprocess  # image crops: their own module
 from models.io.base import Spectrum
 
 
@@ -176,7 +177,7 @@ def coverage_fraction(features: np.ndarray) -> float:
     return float(features[..., -1].mean())
 
 
-PREPROCESSORS = {"stellar": StellarPreprocess}
+PREPROCESSORS = {"stellar": StellarPreprocess, "galaxy": GalaxyPreprocess}
 
 
 def build_preprocess(spec: dict):

@@ -1,4 +1,4 @@
-"""The skysort BentoML service: classify uploaded spectra with the bundled models.
+"""The skysort BentoML service: classify uploaded spectra and images with the bundled models.
 
 Usage: ``bentoml serve serving.service:Skysort --port 3000`` (or ``skysort serve``), then
 ``curl -F file=@spec.fits http://127.0.0.1:3000/classify_spectrum``.
@@ -53,3 +53,9 @@ class Skysort:
     def classify_spectrum(self, file: Path, ctx: bentoml.Context) -> dict:
         """Classify one uploaded FITS or text spectrum (form field ``file``) into O..M."""
         return self._classify_upload(file, "stellar", ctx)
+
+    @bentoml.api(route="/classify_galaxy")
+    def classify_galaxy(self, file: Path, ctx: bentoml.Context) -> dict:
+        """Classify one uploaded JPEG, PNG or FITS image (form field ``file``) as
+        spiral or elliptical."""
+        return self._classify_upload(file, "galaxy", ctx)

@@ -6,6 +6,7 @@ Usage: ``skysort classify spec-55862-B6212_sp06-005.fits`` (see ``skysort --help
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,11 +14,20 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_TASKS = ("stellar",)
-CLASSIFY_TASKS = ("auto", "stellar")
+TRAIN_TASKS = ("stellar", "galaxy")
+CLASSIFY_TASKS = ("auto", "stellar", "galaxy")
 
 
 def _train(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir or REPO / "runs" / args.task)
+    card = _train_galaxy(args, workdir) if args.task == "galaxy" else _train_stellar(args, workdir)
+    summary = {"bundle": str(args.out), "bundle_id": card["bundle_id"]}
+    summary["accuracy"] = card["metrics"]["accuracy"]
+    print(json.dumps(summary))
+    return 0
+
+
+def _train_stellar(args: argparse.Namespace, workdir: Path) -> dict:
     from training.loop import TrainConfig
     from training.stellar import StellarTrainConfig, train_stellar
     from training.stellar_data import StellarDataConfig
@@ -26,28 +36,47 @@ def _train(args: argparse.Namespace) -> int:
     config = StellarTrainConfig(
         data_dir=Path(args.data) if args.data else defaults.data_dir,
         data=StellarDataConfig(per_class=args.per_class, seed=args.seed),
-        train=TrainConfig(epochs=args.epochs, seed=args.seed, batch_size=args.batch_size),
+        train=TrainConfig(
+            epochs=args.epochs or defaults.train.epochs, seed=args.seed, batch_size=args.batch_size
+        ),
         members=args.members,
     )
-    workdir = Path(args.workdir or REPO / "runs" / args.task)
-    card = train_stellar(config, workdir, Path(args.out))
-    print(
-        json.dumps(
-            {
-                "bundle": str(args.out),
-                "bundle_id": card["bundle_id"],
-                "accuracy": card["metrics"]["accuracy"],
-            }
-        )
+    return train_stellar(config, workdir, Path(args.out))
+
+
+def _train_galaxy(args: argparse.Namespace, workdir: Path) -> dict:
+    from training.galaxy import GalaxyTrainConfig, train_galaxy
+
+    defaults = GalaxyTrainConfig()
+    train = dataclasses.replace(
+        defaults.train,
+        epochs=args.epochs or defaults.train.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
     )
-    return 0
+    image_dir = Path(args.data) if args.data else defaults.image_dir
+    config = dataclasses.replace(defaults, image_dir=image_dir, train=train)
+    return train_galaxy(config, workdir, Path(args.out))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.stellar import REPO_DATA, evaluate_stellar
-
     report = Path(args.report or REPO / "reports" / args.task)
-    metrics = evaluate_stellar(Path(args.bundle), report, Path(args.data or REPO_DATA), args.split)
+    if args.task == "galaxy":
+        from training.galaxy import evaluate_galaxy
+        from training.galaxy_data import DEFAULT_IMAGES, DEFAULT_MANIFEST
+
+        data = Path(args.data) if args.data else DEFAULT_IMAGES
+        labels = data / "labels.csv"
+        if args.data and labels.is_file():
+            manifest, split = labels, "all"
+        else:
+            manifest, split = DEFAULT_MANIFEST, args.split
+        metrics = evaluate_galaxy(Path(args.bundle), report, data, split, manifest)
+    else:
+        from training.stellar import REPO_DATA, evaluate_stellar
+
+        data = Path(args.data or REPO_DATA)
+        metrics = evaluate_stellar(Path(args.bundle), report, data, args.split)
     summary = {k: metrics[k] for k in ("bundle_id", "split", "n", "accuracy", "macro_f1")}
     summary["per_class"] = metrics["per_class"]
     print(json.dumps(summary, indent=2))
@@ -113,7 +142,10 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="skysort",
-        description="Classify stellar spectra (MK class) with JAX/Flax CNNs and serve the models.",
+        description=(
+            "Classify stellar spectra (MK class) and galaxy images (spiral/elliptical) "
+            "with JAX/Flax CNNs, and serve the models."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -124,10 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--workdir", help="checkpoint folder; re-running resumes (default runs/TASK)"
     )
-    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument(
+        "--epochs", type=int, default=None, help="epochs (default: stellar 20, galaxy 60)"
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--members", type=int, default=3, help="ensemble members (seeds)")
+    train.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="ensemble members (seeds); each costs one more forward pass",
+    )
     train.add_argument(
         "--per-class", type=int, default=1200, help="augmented training examples per class"
     )

@@ -76,4 +76,13 @@ def test_worker_processes_give_identical_results(capsys, data_dir, stellar_test_
     main(["classify", *files, "--quiet", "--workers", "2"])
     pooled = capsys.readouterr().out.splitlines()
     assert single == pooled
-    assert "file not found" in json.loads(single[-1])["error"]
+    assert json.loads(single[-1])["error"] == "missing.fits: file not found"
+
+
+def test_auto_task_picks_galaxy_for_images(capsys, data_dir, stellar_test_rows):
+    image = sorted((data_dir / "galaxy" / "images").glob("*.jpeg"))[0]
+    spectrum = data_dir / stellar_test_rows[0].file
+    assert main(["classify", str(image), str(spectrum), "--quiet"]) == 0
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["task"] == "galaxy" and first["label"] in ("spiral", "elliptical")
+    assert second["task"] == "stellar"

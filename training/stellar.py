@@ -43,7 +43,7 @@ class StellarTrainConfig:
     data: StellarDataConfig = field(default_factory=StellarDataConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20))
     network: dict = field(default_factory=lambda: {"dropout": 0.3})
-    members: int = 3
+    members: int = 1
     validation_fold: float = 0.0
     cross_validation: tuple[int, int] | None = None
     batch_augment: bool = True

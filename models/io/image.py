@@ -215,7 +215,7 @@ def _fits_bands(hdul, path: str | Path | None) -> list[np.ndarray]:
     chosen = same[:3]
     filters = [str(hdu.header.get("FILTER", "")).strip().lower()[:1] for hdu in chosen]
     if all(f in SDSS_BAND_WAVELENGTH for f in filters) and len(set(filters)) == 3:
-        chosen = [h for _, h in sorted(zip(filters, chosen), key=_reddest_first)]
+        chosen = [h for _, h in sorted(zip(filters, chosen, strict=True), key=_reddest_first)]
     return [np.asarray(hdu.data, dtype=np.float64) for hdu in chosen]
 
 
@@ -227,7 +227,9 @@ def asinh_composite(bands: list[np.ndarray]) -> np.ndarray:
     """Linear flux planes ([grey] or [r, g, b]) -> float32 (H, W, 3) in [0, 1] (see module doc)."""
     stack = np.stack(bands).astype(np.float64)
     finite = np.isfinite(stack)
-    sky = np.array([np.median(plane[ok]) if ok.any() else 0.0 for plane, ok in zip(stack, finite)])
+    sky = np.array(
+        [np.median(p[ok]) if ok.any() else 0.0 for p, ok in zip(stack, finite, strict=True)]
+    )
     stack = np.where(finite, stack - sky[:, None, None], 0.0)
     intensity = stack.mean(axis=0)
     noise = 1.4826 * np.median(np.abs(intensity - np.median(intensity)))

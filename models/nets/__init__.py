@@ -10,8 +10,9 @@ from typing import Any
 from flax import nnx
 
 from models.nets.cnn1d import SpectrumCNN
+from models.nets.cnn2d import GalaxyCNN
 
-NETS: dict[str, type[nnx.Module]] = {"spectrum_cnn": SpectrumCNN}
+NETS: dict[str, type[nnx.Module]] = {"spectrum_cnn": SpectrumCNN, "galaxy_cnn": GalaxyCNN}
 
 
 def build_net(name: str, kwargs: dict[str, Any], seed: int = 0) -> nnx.Module:

@@ -69,3 +69,20 @@ def test_service_class_directly(data_dir, stellar_test_rows, tmp_path):
     result = service.classify_spectrum(file=broken, ctx=ctx)
     assert ctx.response.status_code == 422
     assert result["error"].startswith("broken.fits: ")
+
+
+def test_classify_galaxy_over_http(client, data_dir):
+    image = sorted((data_dir / "galaxy" / "images").glob("*.jpeg"))[0]
+    response = client.post("/classify_galaxy", files={"file": (image.name, image.read_bytes())})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["task"] == "galaxy" and body["file"] == image.name
+    assert set(body["probabilities"]) == {"elliptical", "spiral"}
+    assert body["model"].startswith("galaxy-")
+
+
+def test_spectrum_sent_to_galaxy_endpoint_is_4xx(client, data_dir, stellar_test_rows):
+    path = data_dir / stellar_test_rows[0].file
+    response = client.post("/classify_galaxy", files={"file": (path.name, path.read_bytes())})
+    assert response.status_code == 422
+    assert response.json()["error"].startswith(path.name)

@@ -107,18 +107,22 @@ def test_short_training_run_bundle_round_trip_and_report(tmp_path, data_dir, tin
         preprocess=GalaxyPreprocess(size=32),
         train=TrainConfig(epochs=2, batch_size=4, progress=False),
         network={"widths": [8, 16], "hidden": 16},
+        test_views=4,
     )
     card = train_galaxy(config, tmp_path / "work", tmp_path / "bundle")
     assert card["task"] == "galaxy" and card["labels"] == ["elliptical", "spiral"]
-    assert card["network"] == {
-        "name": "galaxy_cnn",
-        "kwargs": {"n_channels": 3, "n_classes": 2, "widths": [8, 16], "hidden": 16,
-                   "dihedral_average": True},
-    }  # fmt: skip
+    assert card["network"]["name"] == "galaxy_cnn"
+    assert card["network"]["kwargs"] == {
+        "n_channels": 3,
+        "n_classes": 2,
+        "widths": [8, 16],
+        "hidden": 16,
+        "test_views": 4,
+    }
     assert card["preprocess"]["name"] == "galaxy" and card["feature_shape"] == [32, 32, 3]
     assert card["training"]["counts"] == {"elliptical": 8, "spiral": 12}
     assert len(card["training"]["history"]) == 2
-    assert set(card["metrics"]["alternatives"]) == {"plain", "test_time_augmentation"}
+    assert set(card["metrics"]["accuracy_by_test_views"]) == {"1", "2", "4", "8"}
 
     from models.bundle import load_bundle
 
