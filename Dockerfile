@@ -18,6 +18,7 @@ COPY models ./models
 COPY training ./training
 COPY serving ./serving
 COPY skysort ./skysort
+COPY survey ./survey
 COPY bundles ./bundles
 RUN python3 -m venv /opt/venv && /opt/venv/bin/pip install --quiet . \
     && useradd --create-home --uid 10001 skysort
