@@ -38,9 +38,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.io import fitsbytes
 from models.io.base import ImageReadError, SpectrumReadError
-from models.io.common import image_format, load_content
+from models.io.common import (
+    header_kind,
+    header_shape,
+    image_format,
+    is_fits,
+    leading_headers,
+    load_content,
+    open_fits,
+)
 
 MIN_SIDE = 32
 MAX_PIXELS = 25_000_000
@@ -55,14 +62,12 @@ def identify(head: bytes, path: Path | None = None) -> bool:
     """True for JPEG/PNG magic bytes or a FITS file whose first data HDU is a 2D/3D image."""
     if image_format(head) is not None:
         return True
-    if not fitsbytes.is_fits(head):
+    if not is_fits(head):
         return False
-    try:
-        hdus = fitsbytes.scan_hdus(head, strict=False)
-    except fitsbytes.FitsLayoutError:
-        return False
-    first = next((hdu for hdu in hdus if hdu.shape), None)
-    return first is not None and first.kind == "image" and len(first.shape) in (2, 3)
+    first = next((h for h in leading_headers(head) if header_shape(h)), None)
+    return (
+        first is not None and header_kind(first) == "image" and len(header_shape(first)) in (2, 3)
+    )
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -85,7 +90,7 @@ def decode_image(content: bytes, path: str | Path | None = None) -> np.ndarray:
     picture = image_format(content[:16])
     if picture is not None:
         image = _decode_picture(content, path, picture)
-    elif fitsbytes.is_fits(content):
+    elif is_fits(content):
         image = _decode_fits(content, path)
     else:
         raise ImageReadError(path, _unrecognised_reason(content))
@@ -179,16 +184,12 @@ def _to_rgb_array(picture: Image.Image, path: str | Path | None, kind: str) -> n
 
 def _decode_fits(content: bytes, path: str | Path | None) -> np.ndarray:
     try:
-        fitsbytes.scan_hdus(content, strict=True)
-    except fitsbytes.FitsLayoutError as error:
-        raise ImageReadError(path, str(error)) from error
-    from astropy.io import fits
-
-    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy's header-fixing chatter
-            with fits.open(io.BytesIO(content), memmap=False) as hdul:
+            with open_fits(Path(path or "<input>"), content) as hdul:
                 bands = _fits_bands(hdul, path)
+    except SpectrumReadError as error:  # truncated or damaged: same reason, image error type
+        raise ImageReadError(path, error.reason) from error
     except (OSError, ValueError, TypeError) as error:
         raise ImageReadError(path, f"unreadable FITS image ({error})") from error
     _check_size(bands[0].shape[1], bands[0].shape[0], path)
