@@ -16,6 +16,7 @@ from pathlib import Path
 import bentoml
 
 from models.inference import classify_files, load_default_predictors
+from serving.middleware import RequireFileUploads
 
 UNPROCESSABLE = 422
 #: BentoML stores an upload as tempfile.NamedTemporaryFile(suffix=<client file name>), whose
@@ -59,3 +60,6 @@ class Skysort:
         """Classify one uploaded JPEG, PNG or FITS image (form field ``file``) as
         spiral or elliptical."""
         return self._classify_upload(file, "galaxy", ctx)
+
+
+Skysort.add_asgi_middleware(RequireFileUploads, fields=("file",))

@@ -86,3 +86,15 @@ def test_spectrum_sent_to_galaxy_endpoint_is_4xx(client, data_dir, stellar_test_
     response = client.post("/classify_galaxy", files={"file": (path.name, path.read_bytes())})
     assert response.status_code == 422
     assert response.json()["error"].startswith(path.name)
+
+
+def test_text_instead_of_a_file_is_400_not_a_fetch(client):
+    """BentoML would take the text as a URL to download; the middleware refuses first."""
+    for value in ("SIMPLE  = T", "http://127.0.0.1:9/spec.fits"):
+        urlencoded = client.post("/classify_spectrum", data={"file": value})
+        multipart = client.post(
+            "/classify_spectrum", data={"file": value}, files={"other": ("x", b"1")}
+        )
+        for response in (urlencoded, multipart):
+            assert response.status_code == 400
+            assert "must be a file upload" in response.json()["error"]
