@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from models.preprocess import StellarPreprocess
+from training.augment import AugmentConfig, config_from_dict, config_to_dict
 from training.loop import TrainConfig
 from training.stellar import StellarTrainConfig, train_stellar
 from training.stellar_data import StellarDataConfig
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--no-batch-augment", action="store_true")
     parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--network", default="{}", help="extra network kwargs as JSON")
+    parser.add_argument("--augment", default="{}", help="AugmentConfig overrides as JSON")
     parser.add_argument("--out", default="reports/normalisation_study")
     args = parser.parse_args()
     rows = []
@@ -53,7 +55,12 @@ def main() -> None:
                 data_dir=Path(args.data),
                 preprocess=StellarPreprocess(normalisation=normalisation, n_pix=args.n_pix),
                 data=StellarDataConfig(
-                    per_class=args.per_class, seed=seed, real_fraction=args.real_fraction
+                    per_class=args.per_class,
+                    seed=seed,
+                    real_fraction=args.real_fraction,
+                    augment=config_from_dict(
+                        {**config_to_dict(AugmentConfig()), **json.loads(args.augment)}
+                    ),
                 ),
                 train=replace(TrainConfig(), epochs=args.epochs, seed=seed),
                 members=1,
@@ -71,6 +78,7 @@ def main() -> None:
                     "seed": seed,
                     "fold": fold,
                     "network": args.network,
+                    "augment": args.augment,
                     "val_accuracy": metrics["accuracy"],
                     "val_macro_f1": metrics["macro_f1"],
                     "n_val": metrics["n"],
