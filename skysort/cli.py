@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_TASKS = ("stellar", "galaxy")
 CLASSIFY_TASKS = ("auto", "stellar", "galaxy")
 
 
 def _train(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or REPO / "runs" / args.task)
-    card = _train_galaxy(args, workdir) if args.task == "galaxy" else _train_stellar(args, workdir)
+    card = TRAINERS[args.task](args, workdir)
     summary = {"bundle": str(args.out), "bundle_id": card["bundle_id"]}
     summary["accuracy"] = card["metrics"]["accuracy"]
     print(json.dumps(summary))
@@ -59,29 +58,40 @@ def _train_galaxy(args: argparse.Namespace, workdir: Path) -> dict:
     return train_galaxy(config, workdir, Path(args.out))
 
 
+def _evaluate_galaxy(args: argparse.Namespace, report: Path) -> dict:
+    from training.galaxy import evaluate_galaxy
+    from training.galaxy_data import DEFAULT_IMAGES, DEFAULT_MANIFEST
+
+    data = Path(args.data) if args.data else DEFAULT_IMAGES
+    labels = data / "labels.csv"
+    if args.data and labels.is_file():
+        manifest, split = labels, "all"
+    else:
+        manifest, split = DEFAULT_MANIFEST, args.split
+    return evaluate_galaxy(Path(args.bundle), report, data, split, manifest)
+
+
+def _evaluate_stellar(args: argparse.Namespace, report: Path) -> dict:
+    from training.stellar import REPO_DATA, evaluate_stellar
+
+    data = Path(args.data or REPO_DATA)
+    return evaluate_stellar(Path(args.bundle), report, data, args.split)
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     report = Path(args.report or REPO / "reports" / args.task)
-    if args.task == "galaxy":
-        from training.galaxy import evaluate_galaxy
-        from training.galaxy_data import DEFAULT_IMAGES, DEFAULT_MANIFEST
-
-        data = Path(args.data) if args.data else DEFAULT_IMAGES
-        labels = data / "labels.csv"
-        if args.data and labels.is_file():
-            manifest, split = labels, "all"
-        else:
-            manifest, split = DEFAULT_MANIFEST, args.split
-        metrics = evaluate_galaxy(Path(args.bundle), report, data, split, manifest)
-    else:
-        from training.stellar import REPO_DATA, evaluate_stellar
-
-        data = Path(args.data or REPO_DATA)
-        metrics = evaluate_stellar(Path(args.bundle), report, data, args.split)
+    metrics = EVALUATORS[args.task](args, report)
     summary = {k: metrics[k] for k in ("bundle_id", "split", "n", "accuracy", "macro_f1")}
     summary["per_class"] = metrics["per_class"]
     print(json.dumps(summary, indent=2))
     print(f"report written to {report}", file=sys.stderr)
     return 0
+
+
+#: task -> function(args, workdir) that trains and returns the bundle's card.
+TRAINERS = {"stellar": _train_stellar, "galaxy": _train_galaxy}
+#: task -> function(args, report_dir) that scores a bundle and returns its metrics.
+EVALUATORS = {"stellar": _evaluate_stellar, "galaxy": _evaluate_galaxy}
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -150,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model and write its bundle")
-    train.add_argument("task", choices=TRAIN_TASKS)
+    train.add_argument("task", choices=sorted(TRAINERS))
     train.add_argument("--data", help="data folder (default: the repo's data/)")
     train.add_argument("--out", required=True, help="new bundle directory to write")
     train.add_argument(
@@ -173,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("evaluate", help="score a bundle on held-out real data")
-    evaluate.add_argument("task", choices=TRAIN_TASKS)
+    evaluate.add_argument("task", choices=sorted(EVALUATORS))
     evaluate.add_argument("--bundle", required=True)
     evaluate.add_argument("--data", help="data folder (default: the repo's data/)")
     evaluate.add_argument("--report", help="report folder (default reports/TASK)")
