@@ -20,7 +20,7 @@ from models.io.common import JPEG_MAGIC, PNG_MAGIC
 from models.io.image import image_warnings, read_image
 from models.preprocess import coverage_fraction
 
-SPECTRUM_TASKS = ("stellar",)
+SPECTRUM_TASKS = ("stellar", "halpha")  # auto-detection picks the first
 IMAGE_TASKS = ("galaxy",)
 MIN_COVERAGE = 0.5
 
@@ -70,17 +70,23 @@ def _image_task(path: Path, available: Iterable[str]) -> str:
     raise SpectrumReadError(path, "this is an image; no image model is loaded")
 
 
-def spectrum_warnings(spectrum, features: np.ndarray) -> list[str]:
-    """Caveats about a spectrum that was read and preprocessed without error."""
+def spectrum_warnings(spectrum, features: np.ndarray, task: str = "stellar") -> list[str]:
+    """Caveats about a spectrum that was read and preprocessed for ``task`` without error.
+
+    The coverage warning is for the stellar grid only: the H-alpha preprocessing rejects a
+    spectrum that does not cover its window.
+    """
     warnings = []
     pipeline_class = str(spectrum.meta.get("pipeline_class", "")).strip().upper()
     if pipeline_class and pipeline_class not in ("STAR", ""):
         warnings.append(
-            f"the file's pipeline class is {pipeline_class}; the stellar model assumes a star"
+            f"the file's pipeline class is {pipeline_class}; the {task} model assumes a star"
         )
     redshift = spectrum.meta.get("redshift")
     if redshift is not None and abs(redshift) >= 0.01:
         warnings.append(f"redshift {redshift:.3f} is not stellar; wavelengths were not shifted")
+    if task != "stellar":
+        return warnings
     covered = coverage_fraction(features)
     if covered < MIN_COVERAGE:
         warnings.append(
@@ -127,5 +133,14 @@ def _read_and_apply(prepared: Prepared, path: Path, preprocessors: dict) -> None
         prepared.warnings = image_warnings(image)
     else:
         spectrum = read_spectrum(path)
-        prepared.features = preprocess.apply(spectrum)
-        prepared.warnings = spectrum_warnings(spectrum, prepared.features)
+        try:
+            prepared.features = preprocess.apply(spectrum)
+        except SpectrumReadError as error:  # preprocessing does not know the file name
+            raise SpectrumReadError(path, error.reason) from error
+        if prepared.task == "stellar" and coverage_fraction(prepared.features) == 0:
+            raise SpectrumReadError(
+                path,
+                f"no flux inside the model's {preprocess.wave_min:.0f}-{preprocess.wave_max:.0f} Å"
+                " grid; there is nothing to classify",
+            )
+        prepared.warnings = spectrum_warnings(spectrum, prepared.features, prepared.task)

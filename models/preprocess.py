@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
+from models.halpha import HalphaPreprocess  # H-alpha window: its own module
 from models.image_preprocess import GalaxyPreprocess  # image crops: their own module
 from models.io.base import Spectrum
 
@@ -177,7 +178,11 @@ def coverage_fraction(features: np.ndarray) -> float:
     return float(features[..., -1].mean())
 
 
-PREPROCESSORS = {"stellar": StellarPreprocess, "galaxy": GalaxyPreprocess}
+PREPROCESSORS = {
+    "stellar": StellarPreprocess,
+    "galaxy": GalaxyPreprocess,
+    "halpha": HalphaPreprocess,
+}
 
 
 def build_preprocess(spec: dict):
