@@ -47,6 +47,10 @@ class StellarTrainConfig:
     validation_fold: float = 0.0
     cross_validation: tuple[int, int] | None = None
     batch_augment: bool = True
+    #: Extra class balancing on top of ``data.class_sizes`` (see training/balance.py):
+    #: "none", "smote", "gan" or "gan+smote"; the GAN ones add spectra from ``gan_bundle``.
+    balancing: str = "none"
+    gan_bundle: Path | None = None
 
 
 def split_validation(
@@ -91,6 +95,7 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
     rows = split_validation(rows, config.validation_fold, config.data.seed, config.cross_validation)
     eval_split = "val" if any(row.split == "val" for row in rows) else "test"
     train_set, summary = build_training_set(rows, data_dir, config.preprocess, config.data)
+    train_set, summary = _balance(train_set, summary, config)
     eval_set, eval_rows = build_eval_set(rows, data_dir, config.preprocess, eval_split)
     kwargs = network_kwargs(config)
     results = []
@@ -131,6 +136,29 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
         "metrics": metrics,
     }
     return save_bundle(out, nets, card)
+
+
+def _balance(train_set: ArraySet, summary: dict, config: StellarTrainConfig):
+    """Apply ``config.balancing``; the summary records it and the synthetic example count."""
+    if config.balancing not in ("none", "smote", "gan", "gan+smote"):
+        raise ValueError(f"unknown balancing {config.balancing!r}: none, smote, gan, gan+smote")
+    summary = {**summary, "balancing": config.balancing, "synthetic_examples": 0}
+    if config.balancing == "none":
+        return train_set, summary
+    from models.generate import default_generator_path, load_generator
+    from training.balance import balanced_set
+
+    generator = None
+    if config.balancing.startswith("gan"):
+        generator = load_generator(config.gan_bundle or default_generator_path())
+        summary["gan_bundle"] = generator.bundle_id
+    n_before = len(train_set)
+    balanced, _ = balanced_set(config.balancing, train_set, generator, config.data.seed)
+    summary["synthetic_examples"] = len(balanced) - n_before
+    summary["examples_per_class"] = {
+        MK_CLASSES[i]: int(n) for i, n in enumerate(np.bincount(balanced.labels, minlength=7))
+    }
+    return balanced, summary
 
 
 def _metrics(nets, eval_set: ArraySet, config, split: str, rows: list[ManifestRow]) -> dict:

@@ -51,6 +51,10 @@ class StellarDataConfig:
             spectra get more weight than their count alone would give them.
         keep_originals: also include every training spectrum once without augmentation.
         seed: seed of the numpy Generator that draws the augmentations.
+        class_sizes: ``"equal"`` (every class gets ``per_class`` examples: oversampling by
+            augmentation, the default) or ``"proportional"`` (a class gets ``per_class``
+            times its share of real spectra relative to the largest class: the data's own
+            imbalance, the starting point of the balancing study in training/balance.py).
     """
 
     per_class: int = 1200
@@ -58,6 +62,7 @@ class StellarDataConfig:
     keep_originals: bool = True
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    class_sizes: str = "equal"
 
 
 def _index_rows(data_dir: Path, folder: str, source: str, letter_column: str) -> list[dict]:
@@ -131,22 +136,44 @@ def _cycle(members: list[int], n: int) -> list[tuple[int, bool]]:
     return [(i, True) for _ in range(copies) for i in members][:n]
 
 
+def _class_size(config: StellarDataConfig, n_members: int, n_largest: int) -> int:
+    if config.class_sizes == "equal":
+        return config.per_class
+    if config.class_sizes == "proportional":
+        return round(config.per_class * n_members / max(n_largest, 1))
+    raise ValueError(f"unknown class_sizes {config.class_sizes!r}")
+
+
 def build_training_set(
     rows: list[ManifestRow], data_dir: Path, preprocess, config: StellarDataConfig
 ) -> tuple[ArraySet, dict]:
     """Augmented features and labels from the ``train`` rows, plus a summary for the bundle."""
+    train_set, _, summary = build_augmented_set(rows, data_dir, preprocess, config)
+    return train_set, summary
+
+
+def build_augmented_set(
+    rows: list[ManifestRow], data_dir: Path, preprocess, config: StellarDataConfig
+) -> tuple[ArraySet, list[str], dict]:
+    """Like :func:`build_training_set`, also giving the manifest file behind each example.
+
+    The files let a study drop every augmented copy of a held-out star.
+    """
     train_rows = [row for row in rows if row.split == "train"]
     spectra = read_rows(train_rows, data_dir)
     rng = np.random.default_rng(config.seed)
     features, labels = [], []
     jobs = []
+    counts = Counter(row.mk_class for row in train_rows)
+    largest = max(counts.values(), default=0)
     for mk_class in MK_CLASSES:
         members = [i for i, row in enumerate(train_rows) if row.mk_class == mk_class]
         real = [i for i in members if train_rows[i].source == "lamost"]
         library = [i for i in members if train_rows[i].source != "lamost"]
-        n_real = round(config.per_class * config.real_fraction) if library else config.per_class
+        size = _class_size(config, len(members), largest)
+        n_real = round(size * config.real_fraction) if library else size
         jobs += _cycle(real, n_real if real else 0)
-        jobs += _cycle(library, config.per_class - (n_real if real else 0))
+        jobs += _cycle(library, size - (n_real if real else 0))
         if config.keep_originals:
             jobs += [(i, False) for i in members]
     for index, augmented in tqdm(jobs, desc="augmenting stellar spectra", mininterval=1.0):
@@ -163,9 +190,11 @@ def build_training_set(
         "per_class": config.per_class,
         "real_fraction": config.real_fraction,
         "keep_originals": config.keep_originals,
+        "class_sizes": config.class_sizes,
         "seed": config.seed,
     }
-    return ArraySet(np.stack(features), np.asarray(labels, np.int32)), summary
+    files = [train_rows[index].file for index, _ in jobs]
+    return ArraySet(np.stack(features), np.asarray(labels, np.int32)), files, summary
 
 
 def build_eval_set(

@@ -11,8 +11,14 @@ from flax import nnx
 
 from models.nets.cnn1d import SpectrumCNN
 from models.nets.cnn2d import GalaxyCNN
+from models.nets.gan import GanCritic, GanGenerator
 
-NETS: dict[str, type[nnx.Module]] = {"spectrum_cnn": SpectrumCNN, "galaxy_cnn": GalaxyCNN}
+NETS: dict[str, type[nnx.Module]] = {
+    "spectrum_cnn": SpectrumCNN,
+    "galaxy_cnn": GalaxyCNN,
+    "gan_generator": GanGenerator,
+    "gan_critic": GanCritic,
+}
 
 
 def build_net(name: str, kwargs: dict[str, Any], seed: int = 0) -> nnx.Module:
