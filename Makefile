@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EPOCHS ?= 20
 
-.PHONY: help serve test lint models bench bench-survey clean-runs
+.PHONY: help serve test lint models bench bench-survey bench-active load-test container-smoke clean-runs
 
 help:
 	@echo "make serve   start the HTTP service with the bundled models (http://127.0.0.1:3000)"
@@ -13,6 +13,9 @@ help:
 	@echo "make lint    ruff check + format check"
 	@echo "make models  retrain the default bundles from data/ (bundles/)"
 	@echo "make bench   print throughput figures (read+preprocess, predictor, classify)"
+	@echo "make load-test        load-test the HTTP service on loopback (prints a table)"
+	@echo "make container-smoke  build the container image and send it real requests"
+	@echo "make bench-active     H-alpha active learning with a scripted oracle (5,000 spectra)"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,12 +43,25 @@ models: $(STAMP)
 	$(BIN)/skysort train galaxy --workdir runs/galaxy --out runs/bundles/galaxy
 	rm -rf bundles/galaxy && mv runs/bundles/galaxy bundles/galaxy
 	$(BIN)/skysort evaluate galaxy --bundle bundles/galaxy --report reports/galaxy
+	rm -rf runs/halpha runs/bundles/halpha
+	$(BIN)/skysort train halpha --workdir runs/halpha --out runs/bundles/halpha
+	rm -rf bundles/halpha && mv runs/bundles/halpha bundles/halpha
+	$(BIN)/skysort evaluate halpha --bundle bundles/halpha --report reports/halpha
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_stellar.py
 
 bench-survey: $(STAMP)
 	$(BIN)/python scripts/bench_survey.py
+
+bench-active: $(STAMP)
+	$(BIN)/python scripts/active_oracle.py
+
+load-test: $(STAMP)
+	$(BIN)/python scripts/load_test.py
+
+container-smoke:
+	scripts/container_smoke.sh
 
 clean-runs:
 	rm -rf runs reports

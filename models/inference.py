@@ -39,6 +39,18 @@ def load_default_predictors(tasks: Iterable[str] | None = None) -> dict[str, Pre
     return {t: load_bundle(default_bundle(t)) for t in tasks if default_bundle(t).is_dir()}
 
 
+def result_object(prepared: Prepared, predictor: Predictor, probabilities: np.ndarray) -> dict:
+    """The ``classify`` JSON object of one prepared input and its probability row."""
+    return {
+        "file": prepared.file,
+        "task": prepared.task,
+        "label": predictor.labels[int(np.argmax(probabilities))],
+        "probabilities": predictor.label_probabilities(probabilities),
+        "model": predictor.bundle_id,
+        "warnings": prepared.warnings,
+    }
+
+
 def predict_prepared(prepared: list[Prepared], predictors: dict[str, Predictor]) -> list[dict]:
     """Classify prepared inputs, one batch per task; results keep the input order."""
     results: list[dict | None] = [None] * len(prepared)
@@ -48,14 +60,7 @@ def predict_prepared(prepared: list[Prepared], predictors: dict[str, Predictor])
             continue
         probabilities = predictor.predict(np.stack([prepared[i].features for i in index]))
         for i, row in zip(index, probabilities, strict=True):
-            results[i] = {
-                "file": prepared[i].file,
-                "task": task,
-                "label": predictor.labels[int(np.argmax(row))],
-                "probabilities": predictor.label_probabilities(row),
-                "model": predictor.bundle_id,
-                "warnings": prepared[i].warnings,
-            }
+            results[i] = result_object(prepared[i], predictor, row)
     for i, p in enumerate(prepared):
         if results[i] is None:
             results[i] = {"file": p.file, "error": p.error or "not classified"}

@@ -1,65 +1,265 @@
-"""The skysort BentoML service: classify uploaded spectra and images with the bundled models.
+"""The skysort BentoML service: every task behind one HTTP API.
 
 Usage: ``bentoml serve serving.service:Skysort --port 3000`` (or ``skysort serve``), then
-``curl -F file=@spec.fits http://127.0.0.1:3000/classify_spectrum``.
+``curl -F file=@spec.fits http://127.0.0.1:3000/classify_spectrum``. docs/service.md lists
+the endpoints, limits and knobs.
 
-The service is thin: it loads the bundles (compiling every batch shape in ``__init__``),
-hands uploads to :mod:`models.inference` and turns user errors into 4xx answers of the form
-``{"error": "<file>: <reason>"}``.
+The service is thin: ``__init__`` loads the bundles (the Predictors compile every batch
+shape there) and warms each micro-batcher, uploads are read and preprocessed by
+:mod:`models.prepare` in a thread, and predictions go through the per-task
+:class:`~serving.batching.MicroBatcher`. User errors are 4xx answers
+``{"file": ..., "error": "<file>: <reason>", "model": ...}``; overload is 503 + Retry-After.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
+from typing import Literal
 
+import anyio
 import bentoml
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from models.inference import classify_files, load_default_predictors
+from models.inference import load_default_predictors, result_object
+from models.prepare import Prepared, prepare
+from serving.batching import MicroBatcher, Overloaded
+from serving.config import Settings
+from serving.generation import GenerationError, load_default_generator, render_spectra
+from serving.labelling import create_label_app
 from serving.middleware import RequireFileUploads
+from serving.observability import ObserveRequests, configure_logging, metrics
+from serving.uploads import BatchTooLarge, expand_uploads, upload_name
+
+__all__ = ["Skysort", "upload_name"]
 
 UNPROCESSABLE = 422
-#: BentoML stores an upload as tempfile.NamedTemporaryFile(suffix=<client file name>), whose
-#: name is "tmp" + 8 random characters + suffix.
-_BENTOML_TEMP_PREFIX = len("tmp") + 8
+UNAVAILABLE = 503
+TOO_LARGE = 413
+SETTINGS = Settings.from_env()
+logger = logging.getLogger("skysort.service")
 
 
-def upload_name(path: Path) -> str:
-    """The client's file name of an upload that BentoML stored as ``path``."""
-    return Path(path).name[_BENTOML_TEMP_PREFIX:] or "upload"
+class GenerateRequest(BaseModel):
+    """Body of POST /generate_spectra."""
+
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(ge=1, le=SETTINGS.max_generate, description="number of spectra")
+    seed: int = Field(ge=0, lt=2**63, description="random seed; equal seeds, equal spectra")
+    format: Literal["json", "fits"] = Field("json", description="json arrays or a FITS file")
 
 
-@bentoml.service(name="skysort", traffic={"timeout": 60})
+@bentoml.service(
+    name="skysort",
+    workers=SETTINGS.workers,
+    traffic={"timeout": SETTINGS.request_timeout_s},
+    logging={"access": {"enabled": False}},  # ObserveRequests writes one JSON line instead
+    tracing={} if SETTINGS.tracing else {"excluded_urls": [".*"]},
+)
 class Skysort:
-    """Loads the default bundles once and serves them."""
+    """Loads the default bundles once, warms them, and serves them."""
 
     def __init__(self) -> None:
+        configure_logging()
+        self.settings = SETTINGS
         self.predictors = load_default_predictors()
         if "stellar" not in self.predictors:
             raise RuntimeError("no stellar bundle found; run `make models` or set SKYSORT_BUNDLES")
+        self.batchers = {
+            task: MicroBatcher(
+                predictor.predict,
+                max_batch_size=self.settings.max_batch_size,
+                max_latency_s=self.settings.max_latency_ms / 1000,
+                on_batch=metrics().batch_rows.labels(task=task).observe,
+            )
+            for task, predictor in self.predictors.items()
+        }
+        self.generator = load_default_generator()
+        self._ready = False
+        self._warm_up()
 
-    def _classify_upload(self, file: Path, task: str, ctx: bentoml.Context) -> dict:
-        # A symlink under the client's file name makes reader errors name the user's file.
+    def _warm_up(self) -> None:
+        """Run every network and the generator once so the first request is as fast as any."""
+        for predictor in self.predictors.values():
+            predictor.predict(np.zeros((1, *predictor.feature_shape), np.float32))
+        if self.generator is not None:
+            self.generator.generate(1, seed=0)
+        self._ready = True
+        logger.info(
+            "ready",
+            extra={
+                "models": [p.bundle_id for p in self.predictors.values()],
+                "generator": self.generator.bundle_id if self.generator else None,
+            },
+        )
+
+    def __is_ready__(self) -> bool:
+        return self._ready
+
+    # ----------------------------------------------------------------- classification
+
+    def _model_of(self, task: str) -> str | None:
+        predictor = self.predictors.get(task)
+        return predictor.bundle_id if predictor else None
+
+    async def _classify_one(self, file: Path, task: str, ctx: bentoml.Context) -> dict:
         name = upload_name(file)
-        with tempfile.TemporaryDirectory(prefix="skysort-upload-") as folder:
-            link = Path(folder) / name
-            link.symlink_to(Path(file).resolve())
-            result = classify_files([link], self.predictors, task)[0]
-        result["file"] = name
-        if "error" in result:
-            ctx.response.status_code = UNPROCESSABLE
-        return result
+        if task not in self.predictors:
+            ctx.response.status_code = UNAVAILABLE
+            return {"file": name, "error": f"no {task} model loaded on this server"}
+        prepared = await anyio.to_thread.run_sync(_prepare_named, file, name, self.predictors, task)
+        results = await self._predict([prepared], ctx)
+        if "error" in results[0]:
+            if ctx.response.status_code != UNAVAILABLE:  # overload stays a 503
+                ctx.response.status_code = UNPROCESSABLE
+            results[0]["model"] = self._model_of(task)
+        return results[0]
+
+    async def _predict(self, prepared: list[Prepared], ctx: bentoml.Context) -> list[dict]:
+        """Results for prepared inputs (errors kept per input), through the micro-batchers."""
+        results: list[dict | None] = [None] * len(prepared)
+        for task, predictor in self.predictors.items():
+            index = [i for i, p in enumerate(prepared) if p.error is None and p.task == task]
+            if not index:
+                continue
+            features = np.stack([prepared[i].features for i in index])
+            try:
+                probabilities = await self.batchers[task].predict(features)
+            except Overloaded as error:
+                ctx.response.status_code = UNAVAILABLE
+                return [{"file": p.file, "error": f"server busy: {error}"} for p in prepared]
+            for i, row in zip(index, probabilities, strict=True):
+                results[i] = result_object(prepared[i], predictor, row)
+        for i, p in enumerate(prepared):
+            if results[i] is None:
+                results[i] = {"file": p.file, "error": p.error or "not classified"}
+            outcome = "error" if "error" in results[i] else "ok"
+            metrics().files.labels(task=p.task or "unknown", outcome=outcome).inc()
+        return results
 
     @bentoml.api(route="/classify_spectrum")
-    def classify_spectrum(self, file: Path, ctx: bentoml.Context) -> dict:
+    async def classify_spectrum(self, file: Path, ctx: bentoml.Context) -> dict:
         """Classify one uploaded FITS or text spectrum (form field ``file``) into O..M."""
-        return self._classify_upload(file, "stellar", ctx)
+        return await self._classify_one(file, "stellar", ctx)
+
+    @bentoml.api(route="/classify_halpha")
+    async def classify_halpha(self, file: Path, ctx: bentoml.Context) -> dict:
+        """Classify the H-alpha profile of one uploaded spectrum (form field ``file``)."""
+        return await self._classify_one(file, "halpha", ctx)
 
     @bentoml.api(route="/classify_galaxy")
-    def classify_galaxy(self, file: Path, ctx: bentoml.Context) -> dict:
+    async def classify_galaxy(self, file: Path, ctx: bentoml.Context) -> dict:
         """Classify one uploaded JPEG, PNG or FITS image (form field ``file``) as
         spiral or elliptical."""
-        return self._classify_upload(file, "galaxy", ctx)
+        return await self._classify_one(file, "galaxy", ctx)
+
+    @bentoml.api(route="/classify_batch")
+    async def classify_batch(
+        self,
+        files: list[Path],
+        ctx: bentoml.Context,
+        task: Literal["auto", "stellar", "halpha", "galaxy"] = "auto",
+    ) -> list[dict]:
+        """Classify many files (repeated form field ``files``; tar or zip archives are
+        unpacked); one result or error per file, in order. ``task`` defaults to ``auto``
+        (by content)."""
+        with tempfile.TemporaryDirectory(prefix="skysort-batch-") as workdir:
+            try:
+                inputs = await anyio.to_thread.run_sync(
+                    expand_uploads,
+                    files,
+                    Path(workdir),
+                    self.settings.max_batch_files,
+                    self.settings.max_upload_bytes,
+                )
+            except BatchTooLarge as error:
+                ctx.response.status_code = TOO_LARGE
+                return [{"error": str(error)}]
+            prepared = await anyio.to_thread.run_sync(_prepare_many, inputs, self.predictors, task)
+        return await self._predict(prepared, ctx)
+
+    # ------------------------------------------------------------------- generation
+
+    @bentoml.api(route="/generate_spectra", input_spec=GenerateRequest)
+    async def generate_spectra(self, n: int, seed: int, format: str, ctx: bentoml.Context) -> dict:
+        """Synthetic O-type spectra from the GAN: JSON arrays, or a FITS file
+        (``"format": "fits"``)."""
+        if self.generator is None:
+            ctx.response.status_code = UNAVAILABLE
+            return {"error": "no gan model loaded on this server"}
+        try:
+            rendered = await anyio.to_thread.run_sync(
+                render_spectra, self.generator, n, seed, format
+            )
+        except GenerationError as error:
+            ctx.response.status_code = UNPROCESSABLE
+            return {"error": str(error), "model": self.generator.bundle_id}
+        if isinstance(rendered, bytes):
+            return Response(
+                rendered,
+                media_type="application/fits",
+                headers={
+                    "content-disposition": f'attachment; filename="skysort-gan-{seed}-{n}.fits"',
+                    "x-skysort-model": self.generator.bundle_id,
+                },
+            )
+        return rendered
+
+    # ------------------------------------------------------------------------ models
+
+    def model_cards(self) -> dict:
+        """Loaded bundles and their model cards (GET /models)."""
+        models = [
+            {"task": task, "model": p.bundle_id, "labels": p.labels, "card": p.card}
+            for task, p in self.predictors.items()
+        ]
+        if self.generator is not None:
+            models.append(
+                {"task": "gan", "model": self.generator.bundle_id, "card": self.generator.card}
+            )
+        return {"models": models}
 
 
-Skysort.add_asgi_middleware(RequireFileUploads, fields=("file",))
+def _prepare_named(file: Path, name: str, predictors: dict, task: str) -> Prepared:
+    """``prepare`` an upload stored under a temporary name; results name the client's file.
+
+    A reader that fails with something other than its typed ReadError has met a file it
+    does not know how to reject; the client still gets a 422 naming the file, and the log
+    gets the traceback so that the reader can be fixed.
+    """
+    preprocessors = {t: p.preprocess for t, p in predictors.items()}
+    try:
+        prepared = prepare(file, preprocessors, task)
+    except Exception as error:
+        logger.warning("reader fault", exc_info=True, extra={"file": name, "task": task})
+        reason = f"cannot be read (the reader failed with {type(error).__name__})"
+        return Prepared(file=name, task=None if task == "auto" else task, error=f"{name}: {reason}")
+    prepared.file = name
+    if prepared.error:
+        prepared.error = prepared.error.replace(Path(file).name, name)
+    return prepared
+
+
+def _prepare_many(inputs: list[tuple[str, Path]], predictors: dict, task: str) -> list[Prepared]:
+    return [_prepare_named(path, name, predictors, task) for name, path in inputs]
+
+
+async def _models_endpoint(request: Request) -> Response:
+    return JSONResponse(bentoml.get_current_service().model_cards())
+
+
+# The labelling page of the H-alpha active-learning loop (database: $SKYSORT_ACTIVE_DB).
+Skysort.mount_asgi_app(create_label_app(), path="/label")
+Skysort.mount_asgi_app(Starlette(routes=[Route("/models", _models_endpoint)]), path="/")
+# The first middleware added is the outermost: every answer, 413 and 400 included, is
+# logged and counted and carries the request id.
+Skysort.add_asgi_middleware(ObserveRequests, settings=SETTINGS)
+Skysort.add_asgi_middleware(
+    RequireFileUploads, fields=("file", "files"), max_body_bytes=SETTINGS.max_upload_bytes
+)

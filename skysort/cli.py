@@ -9,19 +9,21 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+from skysort import cli_gan, cli_halpha
+
 REPO = Path(__file__).resolve().parents[1]
-CLASSIFY_TASKS = ("auto", "stellar", "galaxy")
+CLASSIFY_TASKS = ("auto", "stellar", "galaxy", "halpha")
 
 
 def _train(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir or REPO / "runs" / args.task)
     card = TRAINERS[args.task](args, workdir)
     summary = {"bundle": str(args.out), "bundle_id": card["bundle_id"]}
-    summary["accuracy"] = card["metrics"]["accuracy"]
+    metrics = card["metrics"]
+    summary.update({k: metrics[k] for k in ("accuracy", "o_share", "steps") if k in metrics})
     print(json.dumps(summary))
     return 0
 
@@ -81,6 +83,9 @@ def _evaluate_stellar(args: argparse.Namespace, report: Path) -> dict:
 def _evaluate(args: argparse.Namespace) -> int:
     report = Path(args.report or REPO / "reports" / args.task)
     metrics = EVALUATORS[args.task](args, report)
+    if "accuracy" not in metrics:  # the GAN report prints its own summary
+        print(f"report written to {report}", file=sys.stderr)
+        return 0
     summary = {k: metrics[k] for k in ("bundle_id", "split", "n", "accuracy", "macro_f1")}
     summary["per_class"] = metrics["per_class"]
     print(json.dumps(summary, indent=2))
@@ -89,9 +94,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 #: task -> function(args, workdir) that trains and returns the bundle's card.
-TRAINERS = {"stellar": _train_stellar, "galaxy": _train_galaxy}
+TRAINERS = {
+    "stellar": _train_stellar,
+    "galaxy": _train_galaxy,
+    "halpha": cli_halpha.train_halpha_command,
+    "gan": cli_gan.train_gan,
+}
 #: task -> function(args, report_dir) that scores a bundle and returns its metrics.
-EVALUATORS = {"stellar": _evaluate_stellar, "galaxy": _evaluate_galaxy}
+EVALUATORS = {
+    "stellar": _evaluate_stellar,
+    "galaxy": _evaluate_galaxy,
+    "halpha": cli_halpha.evaluate_halpha_command,
+    "gan": cli_gan.evaluate_gan,
+}
 
 
 def _classify(args: argparse.Namespace) -> int:
@@ -146,7 +161,11 @@ def _serve(args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
-    return subprocess.call(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    # exec, not a child process: Ctrl-C and SIGTERM (e.g. from a container runtime) then
+    # reach BentoML directly and nothing is left running.
+    os.chdir(REPO)
+    os.execve(sys.executable, command, {**os.environ, "PYTHONPATH": str(REPO)})
+    return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     from survey.cli import add_commands
 
     add_commands(sub)
+    cli_halpha.add_commands(sub)
+    cli_gan.add_commands(sub)
     return parser
 
 

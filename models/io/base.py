@@ -5,6 +5,8 @@ Usage: ``Spectrum(wavelength=..., flux=..., ivar=..., meta={...})``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,3 +58,22 @@ class Spectrum:
     def good(self) -> np.ndarray:
         """Boolean mask of usable pixels (finite flux, positive ivar)."""
         return np.isfinite(self.flux) & np.isfinite(self.ivar) & (self.ivar > 0)
+
+
+@contextmanager
+def reader_faults_as(error_type: type[ReadError], path: str | Path | None) -> Iterator[None]:
+    """Turn an unexpected exception while parsing untrusted bytes into ``error_type``.
+
+    Corrupt headers can make astropy or Pillow fail deep inside with KeyError, TypeError,
+    ...; for the user that is still "this file cannot be read", and one such file must not
+    stop a batch. Usage: ``with reader_faults_as(SpectrumReadError, path): ...``.
+    """
+    try:
+        yield
+    except (ReadError, MemoryError):
+        raise
+    except Exception as error:  # noqa: BLE001 - the boundary of parsing untrusted content
+        reason = f"corrupt or unsupported content (the reader failed with {type(error).__name__}"
+        lines = str(error).strip().splitlines()
+        reason += f": {lines[0][:120]})" if lines else ")"
+        raise error_type(path, reason) from error

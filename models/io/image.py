@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.io.base import ImageReadError, SpectrumReadError
+from models.io.base import ImageReadError, SpectrumReadError, reader_faults_as
 from models.io.common import (
     header_kind,
     header_shape,
@@ -87,6 +87,11 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def decode_image(content: bytes, path: str | Path | None = None) -> np.ndarray:
     """Decode image bytes (already gunzipped) as float32 (H, W, 3) in [0, 1]; see read_image."""
+    with reader_faults_as(ImageReadError, path):
+        return _decode_image(content, path)
+
+
+def _decode_image(content: bytes, path: str | Path | None) -> np.ndarray:
     picture = image_format(content[:16])
     if picture is not None:
         image = _decode_picture(content, path, picture)

@@ -19,7 +19,7 @@ from pathlib import Path
 from astropy.io import fits
 
 from models.io import lamost, ondrejov, sdss, text
-from models.io.base import Spectrum, SpectrumReadError
+from models.io.base import Spectrum, SpectrumReadError, reader_faults_as
 from models.io.common import (
     HEAD_BYTES,
     describe_layout,
@@ -46,6 +46,11 @@ def read_spectrum(path: str | Path) -> Spectrum:
             or a spectrum without usable pixels; the message names the file and the reason.
     """
     path = Path(path)
+    with reader_faults_as(SpectrumReadError, path):
+        return _read_spectrum(path)
+
+
+def _read_spectrum(path: Path) -> Spectrum:
     content = load_content(path)
     head = content[:HEAD_BYTES]
     picture = image_format(head)
@@ -69,6 +74,11 @@ def identify_kind(path: str | Path) -> str:
         SpectrumReadError: the file cannot be read at all (missing, empty, corrupt gzip).
     """
     path = Path(path)
+    with reader_faults_as(SpectrumReadError, path):
+        return _identify_kind(path)
+
+
+def _identify_kind(path: Path) -> str:
     head = load_content(path)[:HEAD_BYTES]
     if image_format(head) is not None:
         return "image"

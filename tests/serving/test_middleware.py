@@ -1,0 +1,122 @@
+"""Upload guard, admission control, error-shape repair, request ids, settings."""
+
+import asyncio
+import json
+import logging
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from serving.config import Settings
+from serving.middleware import RequireFileUploads
+from serving.observability import JsonFormatter, ObserveRequests
+
+
+def _app(*middleware, handler=None):
+    async def default(request):
+        body = await request.body()
+        return JSONResponse({"received": len(body)})
+
+    app = Starlette(routes=[Route("/classify_spectrum", handler or default, methods=["POST"])])
+    for cls, options in reversed(middleware):
+        app.add_middleware(cls, **options)
+    return app
+
+
+def test_body_over_the_limit_is_413_by_header_and_by_count():
+    app = _app((RequireFileUploads, {"fields": ("file",), "max_body_bytes": 1000}))
+    with TestClient(app) as client:
+        small = client.post("/classify_spectrum", files={"file": ("a.fits", b"x" * 100)})
+        assert small.status_code == 200 and small.json()["received"] > 100
+        big = client.post("/classify_spectrum", files={"file": ("a.fits", b"x" * 5000)})
+        assert big.status_code == 413
+        assert "SKYSORT_MAX_UPLOAD_MB" in big.json()["error"]
+
+        def chunks():  # no Content-Length: counted while reading
+            for _ in range(10):
+                yield b"y" * 500
+
+        chunked = client.post(
+            "/classify_spectrum", content=chunks(), headers={"content-type": "text/plain"}
+        )
+        assert chunked.status_code == 413
+
+
+def test_file_field_with_filename_passes_text_field_is_400():
+    app = _app((RequireFileUploads, {"fields": ("file", "files"), "max_body_bytes": None}))
+    with TestClient(app) as client:
+        ok = client.post(
+            "/classify_spectrum",
+            files=[("files", ("a", b'name="files"\r\n\r\n')), ("files", ("b", b"2"))],
+            data={"task": "auto"},
+        )
+        assert ok.status_code == 200
+        text = client.post("/classify_spectrum", data={"files": "a.fits"}, files={"x": ("x", b"")})
+        assert text.status_code == 400
+        assert "'files' must be a file upload" in text.json()["error"]
+
+
+def test_inflight_limit_answers_503_with_retry_after():
+    started = asyncio.Event()
+
+    async def slow(request):
+        started.set()
+        await asyncio.sleep(0.3)
+        return JSONResponse({"ok": True})
+
+    settings = Settings(max_inflight=1, retry_after_s=3)
+    app = _app((ObserveRequests, {"settings": settings}), handler=slow)
+
+    async def main():
+        import httpx
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            first = asyncio.create_task(client.post("/classify_spectrum"))
+            await started.wait()
+            second = await client.post("/classify_spectrum")
+            return await first, second
+
+    first, second = asyncio.run(main())
+    assert first.status_code == 200
+    assert second.status_code == 503
+    assert second.headers["retry-after"] == "3"
+    assert "busy" in second.json()["error"]
+
+
+def test_bentoml_list_wrapped_errors_are_unwrapped_and_ids_echoed():
+    async def wrapped_error(request):
+        return JSONResponse([{"error": "bad input"}], status_code=400)
+
+    app = _app((ObserveRequests, {"settings": Settings()}), handler=wrapped_error)
+    with TestClient(app) as client:
+        response = client.post("/classify_spectrum", headers={"x-request-id": "abc-123"})
+        assert response.status_code == 400
+        assert response.json() == {"error": "bad input"}
+        assert int(response.headers["content-length"]) == len(response.content)
+        assert response.headers["x-request-id"] == "abc-123"
+        odd = client.post("/classify_spectrum", headers={"x-request-id": "a b\nc"})
+        assert odd.headers["x-request-id"] != "a b\nc" and len(odd.headers["x-request-id"]) == 16
+
+
+def test_json_log_lines_carry_extras_and_no_payload():
+    record = logging.makeLogRecord(
+        {"name": "skysort.service", "levelno": 20, "levelname": "INFO", "msg": "request"}
+    )
+    record.status, record.ms = 200, 3.5
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "request" and line["status"] == 200 and line["ms"] == 3.5
+    assert {"time", "level", "request_id"} <= set(line)
+
+
+def test_settings_from_env():
+    settings = Settings.from_env({"SKYSORT_WORKERS": "3", "SKYSORT_MAX_UPLOAD_MB": "0.5"})
+    assert settings.workers == 3 and settings.max_upload_bytes == 512 * 1024
+    assert Settings.from_env({}).max_batch_size == 256
+    with pytest.raises(ValueError, match="SKYSORT_WORKERS='two' is not an integer"):
+        Settings.from_env({"SKYSORT_WORKERS": "two"})
+    with pytest.raises(ValueError, match="must be positive"):
+        Settings.from_env({"SKYSORT_MAX_INFLIGHT": "0"})
