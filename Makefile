@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EPOCHS ?= 20
 
-.PHONY: help serve test lint models bench bench-survey bench-active load-test container-smoke clean-runs
+.PHONY: help serve test lint models bench bench-survey bench-active bench-gan load-test container-smoke clean-runs
 
 help:
 	@echo "make serve   start the HTTP service with the bundled models (http://127.0.0.1:3000)"
@@ -39,6 +39,10 @@ models: $(STAMP)
 	$(BIN)/skysort train stellar --epochs $(EPOCHS) --workdir runs/stellar --out runs/bundles/stellar
 	rm -rf bundles/stellar && mkdir -p bundles && mv runs/bundles/stellar bundles/stellar
 	$(BIN)/skysort evaluate stellar --bundle bundles/stellar --report reports/stellar
+	rm -rf runs/gan runs/bundles/gan
+	$(BIN)/skysort train gan --workdir runs/gan --out runs/bundles/gan
+	rm -rf bundles/gan && mv runs/bundles/gan bundles/gan
+	$(BIN)/skysort evaluate gan --bundle bundles/gan --report reports/gan
 	rm -rf runs/galaxy runs/bundles/galaxy
 	$(BIN)/skysort train galaxy --workdir runs/galaxy --out runs/bundles/galaxy
 	rm -rf bundles/galaxy && mv runs/bundles/galaxy bundles/galaxy
@@ -56,6 +60,9 @@ bench-survey: $(STAMP)
 
 bench-active: $(STAMP)
 	$(BIN)/python scripts/active_oracle.py
+
+bench-gan: $(STAMP)
+	$(BIN)/python scripts/bench_gan.py
 
 load-test: $(STAMP)
 	$(BIN)/python scripts/load_test.py
