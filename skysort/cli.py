@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from skysort import cli_gan, cli_halpha
+from skysort.cli_common import train_options
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSIFY_TASKS = ("auto", "stellar", "galaxy", "halpha")
@@ -49,12 +50,7 @@ def _train_galaxy(args: argparse.Namespace, workdir: Path) -> dict:
     from training.galaxy import GalaxyTrainConfig, train_galaxy
 
     defaults = GalaxyTrainConfig()
-    train = dataclasses.replace(
-        defaults.train,
-        epochs=args.epochs or defaults.train.epochs,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    train = train_options(defaults.train, args)
     image_dir = Path(args.data) if args.data else defaults.image_dir
     config = dataclasses.replace(defaults, image_dir=image_dir, train=train)
     return train_galaxy(config, workdir, Path(args.out))

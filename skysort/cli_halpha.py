@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from skysort.cli_common import train_options
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DB = os.environ.get("SKYSORT_ACTIVE_DB", str(REPO / "runs" / "active" / "active.sqlite"))
 
@@ -26,12 +28,7 @@ def train_halpha_command(args: argparse.Namespace, workdir: Path) -> dict:
     from training.halpha import HalphaTrainConfig, train_halpha
 
     defaults = HalphaTrainConfig()
-    train = dataclasses.replace(
-        defaults.train,
-        epochs=args.epochs or defaults.train.epochs,
-        seed=args.seed,
-        batch_size=args.batch_size,
-    )
+    train = train_options(defaults.train, args)
     config = dataclasses.replace(
         defaults,
         data_dir=Path(args.data) if args.data else defaults.data_dir,
