@@ -9,6 +9,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -54,6 +55,16 @@ def log_grid(wave_min: float, wave_max: float, n_pix: int) -> np.ndarray:
     return np.logspace(np.log10(wave_min), np.log10(wave_max), n_pix)
 
 
+@functools.lru_cache(maxsize=32)
+def _grid_and_edges(wave_min: float, wave_max: float, n_pix: int) -> tuple[np.ndarray, np.ndarray]:
+    """log_grid() and its bin edges, computed once per grid (read-only arrays)."""
+    grid = log_grid(wave_min, wave_max, n_pix)
+    edges = _edges(grid)
+    grid.setflags(write=False)
+    edges.setflags(write=False)
+    return grid, edges
+
+
 def _edges(centres: np.ndarray) -> np.ndarray:
     """Bin edges half-way between centres, extrapolated at both ends."""
     mid = 0.5 * (centres[1:] + centres[:-1])
@@ -61,14 +72,18 @@ def _edges(centres: np.ndarray) -> np.ndarray:
 
 
 def resample(
-    wavelength: np.ndarray, flux: np.ndarray, good: np.ndarray, grid: np.ndarray
+    wavelength: np.ndarray,
+    flux: np.ndarray,
+    good: np.ndarray,
+    grid: np.ndarray,
+    edges: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flux-conserving resampling of the good pixels onto ``grid``.
 
     Bad pixels are bridged by linear interpolation between good neighbours; each output
     bin gets the mean of the interpolated flux over its width (the difference of the
     cumulative integral at its edges), which is right whether the grid is finer or coarser
-    than the input.
+    than the input. ``edges``: ``_edges(grid)`` when the caller has it already.
 
     Returns:
         (flux on grid, coverage): coverage is the fraction of each output bin that lies
@@ -78,7 +93,7 @@ def resample(
     wl, fx = wavelength[good], flux[good]
     if wl.size < 2:
         return np.zeros_like(grid), np.zeros_like(grid)
-    edges = _edges(grid)
+    edges = _edges(grid) if edges is None else edges
     cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (fx[1:] + fx[:-1]) * np.diff(wl))])
     inside = np.clip(edges, wl[0], wl[-1])
     integral = np.diff(np.interp(inside, wl, cumulative))
@@ -152,7 +167,8 @@ class StellarPreprocess:
         redshift = spectrum.meta.get("redshift")
         if self.rest_frame and redshift is not None and abs(redshift) < 0.01:
             wavelength = wavelength / (1.0 + redshift)
-        flux, coverage = resample(wavelength, spectrum.flux, spectrum.good, self.grid)
+        grid, edges = _grid_and_edges(self.wave_min, self.wave_max, self.n_pix)
+        flux, coverage = resample(wavelength, spectrum.flux, spectrum.good, grid, edges)
         covered = coverage > 0.5
         channels = []
         for kind in self.normalisation.split("+"):

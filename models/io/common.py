@@ -18,7 +18,7 @@ import gzip
 import io
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +77,40 @@ def primary_value(head: bytes, keyword: str) -> Any:
 
     astropy parses the header; the first 2880-byte block is tried alone first, which is
     where TELESCOP & co. sit in every survey file here (4x cheaper than the whole header).
+    Cheaper still (this runs for every request): an 8-character keyword is looked for at
+    the card starts of that block and only its card is parsed by astropy
+    (:func:`_first_block_card`); anything unusual falls back to parsing the block.
     """
+    card = _first_block_card(head, keyword)
+    if card is not None:
+        return card.value
     first_block = fits.Header.fromstring(head[:FITS_BLOCK])
     if keyword in first_block:
         return first_block[keyword]
     return fits.Header.fromstring(head).get(keyword)
+
+
+def _first_block_card(head: bytes, keyword: str) -> fits.Card | None:
+    """The first card of the first header block whose keyword is ``keyword``, or None.
+
+    None also when the keyword is longer than 8 characters, END comes first, the value
+    goes on in CONTINUE cards, or astropy reads the card's keyword differently; the caller
+    then parses the whole block as before (same value, same errors).
+    """
+    key = keyword.upper().encode("ascii")
+    if len(key) > 8:
+        return None
+    key = key.ljust(8)
+    for start in range(0, min(len(head), FITS_BLOCK) - _CARD + 1, _CARD):
+        image = head[start : start + _CARD]
+        if image == _END_CARD:
+            return None
+        if image[:8] == key and image[8:10] == b"= " and image.isascii():
+            if head[start + _CARD : start + _CARD + 8] == b"CONTINUE":  # long string
+                return None
+            card = fits.Card.fromstring(image.decode("ascii"))
+            return card if card.keyword == keyword.upper() else None
+    return None
 
 
 def leading_headers(head: bytes, max_hdus: int = 20) -> list[fits.Header]:
@@ -242,6 +271,15 @@ def vacuum_from_air(wavelength_air: np.ndarray) -> np.ndarray:
     from models.preprocess import air_to_vacuum
 
     return air_to_vacuum(wavelength_air)
+
+
+def header_values(header: fits.Header, keys: Iterable[str]) -> dict[str, Any]:
+    """``{key: header[key]}`` for the keys present, each card's value parsed once.
+
+    Cheaper than one ``header.get`` per use: astropy re-reads its configuration on every
+    card value access and raises (and catches) a KeyError for every missing keyword.
+    """
+    return {key: header[key] for key in keys if key in header}
 
 
 def header_text(header: Mapping[str, Any], key: str) -> str | None:

@@ -44,6 +44,7 @@ from models.io.common import (
     header_float,
     header_shape,
     header_text,
+    header_values,
     image_data,
     is_fits,
     load_content,
@@ -55,6 +56,12 @@ from models.io.common import (
 
 _SNR_KEYS = {band: (f"SN_{band.upper()}", f"SNR{band.upper()}") for band in "ugriz"}
 _MRS_BANDS = {"COADD_B": "B", "COADD_R": "R"}
+#: primary-header keywords read by _header_meta().
+_META_KEYS = (
+    *(key for keys in _SNR_KEYS.values() for key in keys),
+    *("OBSID", "DESIG", "RA", "DEC", "Z", "Z_ERR", "CLASS", "SUBCLASS", "VERSPIPE"),
+    *("DATA_V", "OBJTYPE", "LMJD", "PLANID", "SPID", "FIBERID"),
+)
 
 
 def identify(head: bytes, path: Path | None = None) -> bool:
@@ -75,9 +82,10 @@ def read(path: Path, content: bytes | None = None) -> Spectrum:
     content = load_content(path) if content is None else content
     with open_fits(path, content) as hdus:
         primary = hdus[0]
+        shape = header_shape(primary.header)
+        if len(shape) == 2:
+            return _read_lrs_image(path, primary, shape)
         names = [hdu_name(hdu) for hdu in hdus]
-        if len(header_shape(primary.header)) == 2:
-            return _read_lrs_image(path, primary)
         if any(name in _MRS_BANDS for name in names):
             return _read_mrs(path, hdus)
         if len(hdus) > 1 and _is_lrs_table(hdus[1]):
@@ -90,9 +98,9 @@ def read(path: Path, content: bytes | None = None) -> Spectrum:
     )
 
 
-def _read_lrs_image(path: Path, primary: Hdu) -> Spectrum:
+def _read_lrs_image(path: Path, primary: Hdu, shape: tuple[int, ...]) -> Spectrum:
     """DR1-DR7 image layout: rows flux, ivar, (ignored), andmask, ormask."""
-    n_rows, n_pix = header_shape(primary.header)
+    n_rows, n_pix = shape
     if n_rows != 5:
         raise SpectrumReadError(
             path,
@@ -200,6 +208,7 @@ def _finish(
 
 def _header_meta(header: fits.Header, layout: str) -> dict[str, Any]:
     """Meta keys shared by all LAMOST layouts, from the primary header."""
+    header = header_values(header, _META_KEYS)
     snr = {}
     for band, keys in _SNR_KEYS.items():
         values = [header_float(header, key) for key in keys]
