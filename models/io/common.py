@@ -273,7 +273,7 @@ def vacuum_from_air(wavelength_air: np.ndarray) -> np.ndarray:
     return air_to_vacuum(wavelength_air)
 
 
-def header_values(header: fits.Header, keys: Iterable[str]) -> dict[str, Any]:
+def header_values(header: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
     """``{key: header[key]}`` for the keys present, each card's value parsed once.
 
     Cheaper than one ``header.get`` per use: astropy re-reads its configuration on every
