@@ -49,6 +49,25 @@ def test_save_load_identical_predictions(tmp_path):
     assert card_on_disk["versions"]["jax"] and card_on_disk["created"]
 
 
+def test_rows_are_cut_into_buckets_with_little_padding(tmp_path):
+    pre = StellarPreprocess(n_pix=256, normalisation="median+continuum")
+    card = _card(pre)
+    net = build_net(card["network"]["name"], card["network"]["kwargs"], seed=1)
+    save_bundle(tmp_path / "b", net, card)
+    predictor = load_bundle(tmp_path / "b", buckets=(1, 8, 32, 64, 128, 256))
+    assert predictor.chunk_sizes(100) == [64, 32, 4]  # not one 128-row call
+    assert predictor.chunk_sizes(120) == [120]  # 8 rows of padding in a 128 bucket
+    assert predictor.chunk_sizes(600) == [256, 256, 64, 24]
+    for n in range(1, 300):
+        sizes = predictor.chunk_sizes(n)
+        assert sum(sizes) == n
+        padded = sum(predictor._bucket(size) for size in sizes)
+        assert padded - n <= max(8, n // 7 + 1)
+    features = np.random.default_rng(1).normal(size=(100, 256, 3)).astype(np.float32)
+    whole = predictor.predict(features)
+    assert np.allclose(whole[:37], predictor.predict(features[:37]), atol=1e-6)
+
+
 def test_save_refuses_to_overwrite(tmp_path):
     pre = StellarPreprocess(n_pix=256, normalisation="median+continuum")
     card = _card(pre)

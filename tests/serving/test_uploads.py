@@ -81,3 +81,34 @@ def test_a_corrupt_archive_is_passed_on_as_a_file(tmp_path):
     work.mkdir()
     inputs = expand_uploads([broken], work, max_files=10, max_bytes=10**6)
     assert inputs == [("broken.zip", broken)]
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz", "w:bz2", "w:xz"])
+@pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT])
+def test_tar_is_recognised_in_every_compression(tmp_path, mode, tar_format):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode, format=tar_format) as archive:
+        info = tarfile.TarInfo("one.txt")
+        info.size = 8
+        archive.addfile(info, io.BytesIO(b"1 2\n3 4\n"))
+    archive_path = tmp_path / "tmp12345678set.tar"
+    archive_path.write_bytes(buffer.getvalue())
+    work = tmp_path / "work"
+    work.mkdir()
+    inputs = expand_uploads([archive_path], work, max_files=10, max_bytes=10**6)
+    assert [name for name, _ in inputs] == ["set.tar/one.txt"]
+
+
+def test_spectra_plain_or_gzipped_are_not_archives(tmp_path, data_dir):
+    import gzip
+
+    spectrum = sorted((data_dir / "lamost").rglob("*.fits"))[0]
+    for name, content in [
+        ("a.fits", spectrum.read_bytes()),
+        ("a.fits.gz", gzip.compress(spectrum.read_bytes())),
+        ("a.txt", b"4000 1.0\n4001 1.1\n"),
+        ("tiny", b"x"),
+    ]:
+        path = tmp_path / f"tmp12345678{name}"
+        path.write_bytes(content)
+        assert expand_uploads([path], tmp_path, max_files=10, max_bytes=10**6) == [(name, path)]
