@@ -8,8 +8,10 @@ Usage::
         flux = image_data(path, hdus[0])[0]
     spectrum = finish_spectrum(path, wavelength, flux, ivar, meta)
 
-FITS goes through ``astropy.io.fits`` opened on the in-memory bytes. identify() helpers
-(:func:`primary_value`, :func:`leading_headers`) only look at the first bytes.
+FITS goes through ``astropy.io.fits`` opened on the in-memory bytes, except the plain
+LAMOST LRS image layout, whose few needed cards :mod:`models.io.fits_cards` reads directly
+(checked against astropy in the tests). identify() helpers (:func:`primary_value`,
+:func:`leading_headers`) only look at the first bytes.
 """
 
 from __future__ import annotations
