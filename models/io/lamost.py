@@ -135,7 +135,10 @@ def _read_lrs_image_fast(path: Path, content: bytes) -> Spectrum | None:
     most of the cost of classifying it. :func:`models.io.fits_cards.scan_primary` reads
     only the cards used here; anything it does not vouch for (and any file that is not a
     complete, unscaled 5 x N float image) returns None, and :func:`read` goes through
-    astropy as before. Tests check that both paths give identical spectra.
+    astropy as before. Tests check that both paths give identical spectra. Bytes after
+    the primary data (padding, any extension) are not looked at: a damaged extension
+    behind an intact LRS image does not stop the spectrum from being read here, where
+    astropy's path would reject the file.
     """
     primary = scan_primary(content, _FAST_KEYS)
     if primary is None:
