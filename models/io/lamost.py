@@ -120,9 +120,12 @@ def _read_lrs_image(path: Path, primary: Hdu, shape: tuple[int, ...]) -> Spectru
             f"LAMOST primary image has shape {n_rows} x {n_pix}; expected 5 rows "
             "(flux, ivar, wavelength or normalised flux, andmask, ormask)",
         )
-    rows = image_data(path, primary)
-    header = primary.header
-    wavelength = _coeff_wavelength(path, header, n_pix)
+    return _lrs_image_spectrum(path, primary.header, image_data(path, primary))
+
+
+def _lrs_image_spectrum(path: Path, header: Mapping[str, Any], rows: np.ndarray) -> Spectrum:
+    """The spectrum of the 5 x N LRS image ``rows`` (float64) and its primary header."""
+    wavelength = _coeff_wavelength(path, header, rows.shape[1])
     ivar = np.where(rows[3] != 0, 0.0, rows[1])
     meta = _header_meta(header, "lamost_lrs_image")
     return _finish(path, header, wavelength, rows[0], ivar, meta)
@@ -160,11 +163,7 @@ def _read_lrs_image_fast(path: Path, content: bytes) -> Spectrum | None:
     if len(content) < primary.data_offset + count * dtype.itemsize:
         return None  # truncated: astropy's path names the problem
     rows = np.frombuffer(content, dtype, count, primary.data_offset).reshape(5, n_pix)
-    rows = rows.astype(np.float64)
-    wavelength = _coeff_wavelength(path, values, n_pix)
-    ivar = np.where(rows[3] != 0, 0.0, rows[1])
-    meta = _header_meta(values, "lamost_lrs_image")
-    return _finish(path, values, wavelength, rows[0], ivar, meta)
+    return _lrs_image_spectrum(path, values, rows.astype(np.float64))
 
 
 def _coeff_wavelength(path: Path, header: Mapping[str, Any], n_pix: int) -> np.ndarray:
