@@ -29,6 +29,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyUserWarning
 
 from models.io.base import Spectrum, SpectrumReadError
+from models.io.fits_cards import parse_value
 
 GZIP_MAGIC = b"\x1f\x8b"
 FITS_MAGIC = b"SIMPLE  ="
@@ -43,20 +44,16 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HEAD_BYTES = 20 * 2880
 
 
-def load_content(path: Path) -> bytes:
+def load_content(path: Path, data: bytes | None = None) -> bytes:
     """Return the file's bytes, decompressed when they are gzip (magic 1f 8b).
+
+    ``data``: the file's bytes when they are already in memory (an upload); ``path`` then
+    only names the file in error messages and is never opened.
 
     Raises:
         SpectrumReadError: missing/unreadable file, empty file, corrupt or truncated gzip.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError as error:
-        raise SpectrumReadError(path, "file not found") from error
-    except IsADirectoryError as error:
-        raise SpectrumReadError(path, "is a directory, not a file") from error
-    except OSError as error:
-        raise SpectrumReadError(path, f"cannot read file ({error.strerror})") from error
+    raw = bytes(data) if data is not None else _read_file(path)
     if not raw:
         raise SpectrumReadError(path, "empty file (0 bytes)")
     if raw.startswith(GZIP_MAGIC):
@@ -67,6 +64,17 @@ def load_content(path: Path) -> bytes:
         if not raw:
             raise SpectrumReadError(path, "empty file (gzip holds 0 bytes)")
     return raw
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as error:
+        raise SpectrumReadError(path, "file not found") from error
+    except IsADirectoryError as error:
+        raise SpectrumReadError(path, "is a directory, not a file") from error
+    except OSError as error:
+        raise SpectrumReadError(path, f"cannot read file ({error.strerror})") from error
 
 
 def is_fits(head: bytes) -> bool:
@@ -80,39 +88,52 @@ def primary_value(head: bytes, keyword: str) -> Any:
     astropy parses the header; the first 2880-byte block is tried alone first, which is
     where TELESCOP & co. sit in every survey file here (4x cheaper than the whole header).
     Cheaper still (this runs for every request): an 8-character keyword is looked for at
-    the card starts of that block and only its card is parsed by astropy
-    (:func:`_first_block_card`); anything unusual falls back to parsing the block.
+    the card starts of that block (:func:`_first_block_card`) and only its card is read,
+    by :func:`models.io.fits_cards.parse_value` when the value is plain (checked against
+    astropy in the tests), else by astropy; anything unusual falls back to parsing the
+    block.
     """
-    card = _first_block_card(head, keyword)
-    if card is not None:
-        return card.value
+    image = _first_block_card(head, keyword)
+    if image is not None:
+        value = parse_value(image[10:])
+        if value is not None:
+            return value
+        card = fits.Card.fromstring(image)
+        if card.keyword == keyword.upper():
+            return card.value
     first_block = fits.Header.fromstring(head[:FITS_BLOCK])
     if keyword in first_block:
         return first_block[keyword]
     return fits.Header.fromstring(head).get(keyword)
 
 
-def _first_block_card(head: bytes, keyword: str) -> fits.Card | None:
-    """The first card of the first header block whose keyword is ``keyword``, or None.
+def _first_block_card(head: bytes, keyword: str) -> str | None:
+    """The first card (80 characters) of the first header block whose keyword is
+    ``keyword`` and which has a value (``= `` in columns 9-10), or None.
 
-    None also when the keyword is longer than 8 characters, END comes first, the value
-    goes on in CONTINUE cards, or astropy reads the card's keyword differently; the caller
-    then parses the whole block as before (same value, same errors).
+    None also when the keyword is longer than 8 characters, END comes first, the card is
+    not ASCII, or the value goes on in CONTINUE cards; the caller then parses the whole
+    block as before (same value, same errors).
     """
     key = keyword.upper().encode("ascii")
     if len(key) > 8:
         return None
-    key = key.ljust(8)
-    for start in range(0, min(len(head), FITS_BLOCK) - _CARD + 1, _CARD):
-        image = head[start : start + _CARD]
-        if image == _END_CARD:
-            return None
-        if image[:8] == key and image[8:10] == b"= " and image.isascii():
-            if head[start + _CARD : start + _CARD + 8] == b"CONTINUE":  # long string
-                return None
-            card = fits.Card.fromstring(image.decode("ascii"))
-            return card if card.keyword == keyword.upper() else None
-    return None
+    wanted = key.ljust(8) + b"= "
+    block = head[:FITS_BLOCK]
+    start = block.find(wanted)
+    while start != -1 and start % _CARD:
+        start = block.find(wanted, start + 1)
+    if start == -1 or start + _CARD > len(block):
+        return None
+    end = block.find(_END_CARD)
+    while end != -1 and end % _CARD:
+        end = block.find(_END_CARD, end + 1)
+    if end != -1 and end < start:
+        return None
+    image = block[start : start + _CARD]
+    if not image.isascii() or head[start + _CARD : start + _CARD + 8] == b"CONTINUE":
+        return None
+    return image.decode("ascii")
 
 
 def leading_headers(head: bytes, max_hdus: int = 20) -> list[fits.Header]:

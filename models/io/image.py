@@ -70,8 +70,10 @@ def identify(head: bytes, path: Path | None = None) -> bool:
     )
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, data: bytes | None = None) -> np.ndarray:
     """Read a JPEG, PNG or FITS image file (plain or gzipped) as float32 (H, W, 3) in [0, 1].
+
+    ``data``: the file's bytes when they are already in memory; ``path`` then only names it.
 
     Raises:
         ImageReadError: unreadable, not an image, truncated, too small or too large,
@@ -79,7 +81,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        content = load_content(path)
+        content = load_content(path, data)
     except SpectrumReadError as error:  # same failure, reported with the image error type
         raise ImageReadError(path, error.reason) from error
     return decode_image(content, path)

@@ -38,8 +38,11 @@ _FITS_READERS = (lamost, sdss, ondrejov)
 _MIN_IMAGE_SIDE = 16
 
 
-def read_spectrum(path: str | Path) -> Spectrum:
+def read_spectrum(path: str | Path, data: bytes | None = None) -> Spectrum:
     """Read a spectrum (LAMOST, SDSS, Ondřejov FITS, or a text file), plain or gzipped.
+
+    ``data``: the file's bytes when they are already in memory (an upload); ``path`` then
+    only names the file in messages.
 
     Raises:
         SpectrumReadError: unreadable, empty, truncated or unrecognised content, an image,
@@ -47,11 +50,11 @@ def read_spectrum(path: str | Path) -> Spectrum:
     """
     path = Path(path)
     with reader_faults_as(SpectrumReadError, path):
-        return _read_spectrum(path)
+        return _read_spectrum(path, data)
 
 
-def _read_spectrum(path: Path) -> Spectrum:
-    content = load_content(path)
+def _read_spectrum(path: Path, data: bytes | None) -> Spectrum:
+    content = load_content(path, data)
     head = content[:HEAD_BYTES]
     picture = image_format(head)
     if picture is not None:
@@ -62,24 +65,25 @@ def _read_spectrum(path: Path) -> Spectrum:
     raise SpectrumReadError(path, _unrecognised_reason(path, content))
 
 
-def identify_kind(path: str | Path) -> str:
+def identify_kind(path: str | Path, data: bytes | None = None) -> str:
     """Say what a file holds: ``"spectrum"``, ``"image"`` or ``"unknown"``.
 
     "image": JPEG/PNG magic bytes, or FITS whose first data HDU is a 2D image with both axes
     >= 16 pixels (or a cube of 1, 3 or 4 such planes). "spectrum": a FITS layout one of
     the spectrum readers claims, or text whose first data line has 2-3 numbers.
-    Only the first bytes are inspected; a "spectrum" can still fail to read.
+    Only the first bytes are inspected; a "spectrum" can still fail to read. ``data`` as
+    for :func:`read_spectrum`.
 
     Raises:
         SpectrumReadError: the file cannot be read at all (missing, empty, corrupt gzip).
     """
     path = Path(path)
     with reader_faults_as(SpectrumReadError, path):
-        return _identify_kind(path)
+        return _identify_kind(path, data)
 
 
-def _identify_kind(path: Path) -> str:
-    head = load_content(path)[:HEAD_BYTES]
+def _identify_kind(path: Path, data: bytes | None) -> str:
+    head = load_content(path, data)[:HEAD_BYTES]
     if image_format(head) is not None:
         return "image"
     if is_fits(head):
