@@ -12,17 +12,22 @@ classified. Features of all readable files are predicted in one batch.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from collections.abc import Iterable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from models.bundle import Predictor, load_bundle
-from models.prepare import IMAGE_TASKS, SPECTRUM_TASKS, Prepared, prepare
+from models.prepare import (  # noqa: F401 - preparation_pool is part of this API
+    IMAGE_TASKS,
+    SPECTRUM_TASKS,
+    Prepared,
+    preparation_pool,
+    prepare,
+)
 
 BUNDLES_DIR = Path(
     os.environ.get("SKYSORT_BUNDLES", Path(__file__).resolve().parents[1] / "bundles")
@@ -90,12 +95,3 @@ def classify_files(
             )
         )
     return predict_prepared(prepared, predictors)
-
-
-def preparation_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes for reading and preprocessing, started with ``spawn``.
-
-    ``spawn`` (not ``fork``) because the parent has JAX's threads running; the workers only
-    import the readers and numpy, never JAX.
-    """
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))

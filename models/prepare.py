@@ -8,7 +8,9 @@ preprocess files never import JAX.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,20 +38,25 @@ class Prepared:
     error: str | None = None
 
 
-def _looks_like_picture(path: Path) -> bool:
+def _looks_like_picture(path: Path, data: bytes | None = None) -> bool:
     """JPEG or PNG by magic bytes (the cheap part of content sniffing).
 
     A file that cannot be opened is left to the reader, which says why.
     """
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-    except OSError:
-        return False
+    if data is not None:
+        head = bytes(data[:8])
+    else:
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(8)
+        except OSError:
+            return False
     return head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC)
 
 
-def choose_task(path: Path, requested: str, available: Iterable[str]) -> str:
+def choose_task(
+    path: Path, requested: str, available: Iterable[str], data: bytes | None = None
+) -> str:
     """The task for a file: ``requested`` unless it is ``auto``, then by content.
 
     ``auto`` is cheap on purpose (it runs for every file of a survey): pictures are known by
@@ -58,7 +65,7 @@ def choose_task(path: Path, requested: str, available: Iterable[str]) -> str:
     """
     if requested != "auto":
         return requested
-    if _looks_like_picture(path):
+    if _looks_like_picture(path, data):
         return _image_task(path, available)
     return SPECTRUM_TASKS[0]
 
@@ -96,7 +103,9 @@ def spectrum_warnings(spectrum, features: np.ndarray, task: str = "stellar") -> 
     return warnings
 
 
-def prepare(path: str | Path, preprocessors: dict, task: str = "auto") -> Prepared:
+def prepare(
+    path: str | Path, preprocessors: dict, task: str = "auto", data: bytes | None = None
+) -> Prepared:
     """Read and preprocess one file for its task; errors are captured, not raised.
 
     Args:
@@ -104,18 +113,20 @@ def prepare(path: str | Path, preprocessors: dict, task: str = "auto") -> Prepar
         preprocessors: task -> preprocessing object (``Predictor.preprocess``); small and
             picklable, so that worker processes can prepare files too.
         task: ``auto`` (by content) or a task name.
+        data: the file's bytes when they are already in memory (an upload); ``path``
+            then only names the input and is never opened.
     """
     path = Path(path)
     prepared = Prepared(file=str(path))
     try:
-        prepared.task = choose_task(path, task, preprocessors)
+        prepared.task = choose_task(path, task, preprocessors, data)
         try:
-            _read_and_apply(prepared, path, preprocessors)
+            _read_and_apply(prepared, path, preprocessors, data)
         except SpectrumReadError:
-            if task != "auto" or identify_kind(path) != "image":
+            if task != "auto" or identify_kind(path, data) != "image":
                 raise
             prepared.task = _image_task(path, preprocessors)
-            _read_and_apply(prepared, path, preprocessors)
+            _read_and_apply(prepared, path, preprocessors, data)
     except ReadError as error:
         prepared.error = str(error)
     except OSError as error:
@@ -123,16 +134,18 @@ def prepare(path: str | Path, preprocessors: dict, task: str = "auto") -> Prepar
     return prepared
 
 
-def _read_and_apply(prepared: Prepared, path: Path, preprocessors: dict) -> None:
+def _read_and_apply(
+    prepared: Prepared, path: Path, preprocessors: dict, data: bytes | None
+) -> None:
     if prepared.task not in preprocessors:
         raise SpectrumReadError(path, f"no model is loaded for task {prepared.task!r}")
     preprocess = preprocessors[prepared.task]
     if prepared.task in IMAGE_TASKS:
-        image = read_image(path)
+        image = read_image(path, data)
         prepared.features = preprocess.apply(image)
         prepared.warnings = image_warnings(image)
     else:
-        spectrum = read_spectrum(path)
+        spectrum = read_spectrum(path, data)
         try:
             prepared.features = preprocess.apply(spectrum)
         except SpectrumReadError as error:  # preprocessing does not know the file name
@@ -144,3 +157,12 @@ def _read_and_apply(prepared: Prepared, path: Path, preprocessors: dict) -> None
                 " grid; there is nothing to classify",
             )
         prepared.warnings = spectrum_warnings(spectrum, prepared.features, prepared.task)
+
+
+def preparation_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes for reading and preprocessing, started with ``spawn``.
+
+    ``spawn`` (not ``fork``) because the parent has JAX's threads running; the workers only
+    import the readers and numpy, never JAX (this module and its imports stay free of it).
+    """
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
