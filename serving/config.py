@@ -25,6 +25,9 @@ class Settings:
     max_upload_mb: float = 64.0
     #: most files in one /classify_batch request, archive members included (413 above it)
     max_batch_files: int = 1000
+    #: processes (per worker) that read and preprocess the files of a large batch in
+    #: parallel; 1 prepares every batch in a thread of the worker
+    batch_processes: int = 2
     #: most rows the micro-batcher sends to the network at once
     max_batch_size: int = 256
     #: longest a request may wait in the batching queue before it gets 503

@@ -136,8 +136,15 @@ def _first_text_field(content_type: bytes, body: bytes, fields: tuple[str, ...])
     if match is None:
         return None  # BentoML answers a malformed form itself
     wanted = {f.encode() for f in fields}
-    for part in body.split(b"--" + match.group(1)):
-        head = part.split(b"\r\n\r\n", 1)[0]
+    delimiter = b"--" + match.group(1)
+    start = body.find(delimiter)
+    while start != -1:  # only each part's headers are sliced, never its (large) content
+        start += len(delimiter)
+        following = body.find(delimiter, start)
+        part_end = len(body) if following == -1 else following
+        head_end = body.find(b"\r\n\r\n", start, part_end)
+        head = body[start : head_end if head_end != -1 else part_end]
+        start = following
         disposition = _DISPOSITION.search(head)
         if disposition is None:
             continue

@@ -14,7 +14,6 @@ shape there) and warms each micro-batcher, uploads are read and preprocessed by
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -22,13 +21,16 @@ import anyio
 import bentoml
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+from python_multipart.multipart import parse_options_header
 from starlette.applications import Starlette
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from models.inference import load_default_predictors, result_object
-from models.prepare import Prepared, prepare
+from models.prepare import Prepared
 from models.preprocess import air_to_vacuum
 from serving.batching import MicroBatcher, Overloaded
 from serving.config import Settings
@@ -36,6 +38,7 @@ from serving.generation import GenerationError, load_default_generator, render_s
 from serving.labelling import create_label_app
 from serving.middleware import RequireFileUploads
 from serving.observability import ObserveRequests, configure_logging, metrics
+from serving.preparing import PreparePool, prepare_named
 from serving.uploads import BatchTooLarge, expand_uploads, upload_name
 
 __all__ = ["Skysort", "upload_name"]
@@ -43,6 +46,9 @@ __all__ = ["Skysort", "upload_name"]
 UNPROCESSABLE = 422
 UNAVAILABLE = 503
 TOO_LARGE = 413
+BATCH_TASKS = ("auto", "stellar", "halpha", "galaxy")
+#: form fields besides the files of a batch (``task``), with room to spare
+_MAX_FORM_FIELDS = 16
 SETTINGS = Settings.from_env()
 logger = logging.getLogger("skysort.service")
 
@@ -81,6 +87,8 @@ class Skysort:
             )
             for task, predictor in self.predictors.items()
         }
+        self.preprocessors = {task: p.preprocess for task, p in self.predictors.items()}
+        self.prepare_pool = PreparePool(self.settings.batch_processes)
         self.generator = load_default_generator()
         self._ready = False
         self._warm_up()
@@ -92,6 +100,7 @@ class Skysort:
         which took 2.3 s of the first Ondřejov upload in the container smoke test.
         """
         air_to_vacuum(np.array([6562.8]))
+        self.prepare_pool.warm()
         for predictor in self.predictors.values():
             predictor.predict(np.zeros((1, *predictor.feature_shape), np.float32))
         if self.generator is not None:
@@ -104,6 +113,10 @@ class Skysort:
                 "generator": self.generator.bundle_id if self.generator else None,
             },
         )
+
+    @bentoml.on_shutdown
+    def _stop_preparation(self) -> None:
+        self.prepare_pool.close()
 
     def __is_ready__(self) -> bool:
         return self._ready
@@ -119,16 +132,20 @@ class Skysort:
         if task not in self.predictors:
             ctx.response.status_code = UNAVAILABLE
             return {"file": name, "error": f"no {task} model loaded on this server"}
-        prepared = await anyio.to_thread.run_sync(_prepare_named, file, name, self.predictors, task)
-        results = await self._predict([prepared], ctx)
+        prepared = await anyio.to_thread.run_sync(
+            prepare_named, file, name, self.preprocessors, task
+        )
+        results, status = await self._predict([prepared])
         if "error" in results[0]:
-            if ctx.response.status_code != UNAVAILABLE:  # overload stays a 503
-                ctx.response.status_code = UNPROCESSABLE
+            ctx.response.status_code = status or UNPROCESSABLE  # overload stays a 503
             results[0]["model"] = self._model_of(task)
         return results[0]
 
-    async def _predict(self, prepared: list[Prepared], ctx: bentoml.Context) -> list[dict]:
-        """Results for prepared inputs (errors kept per input), through the micro-batchers."""
+    async def _predict(self, prepared: list[Prepared]) -> tuple[list[dict], int | None]:
+        """Results for prepared inputs (errors kept per input), through the micro-batchers.
+
+        The status is None, or 503 when a batcher is overloaded (every input then gets the
+        busy error)."""
         results: list[dict | None] = [None] * len(prepared)
         for task, predictor in self.predictors.items():
             index = [i for i, p in enumerate(prepared) if p.error is None and p.task == task]
@@ -138,8 +155,8 @@ class Skysort:
             try:
                 probabilities = await self.batchers[task].predict(features)
             except Overloaded as error:
-                ctx.response.status_code = UNAVAILABLE
-                return [{"file": p.file, "error": f"server busy: {error}"} for p in prepared]
+                busy = [{"file": p.file, "error": f"server busy: {error}"} for p in prepared]
+                return busy, UNAVAILABLE
             for i, row in zip(index, probabilities, strict=True):
                 results[i] = result_object(prepared[i], predictor, row)
         for i, p in enumerate(prepared):
@@ -147,7 +164,7 @@ class Skysort:
                 results[i] = {"file": p.file, "error": p.error or "not classified"}
             outcome = "error" if "error" in results[i] else "ok"
             metrics().files.labels(task=p.task or "unknown", outcome=outcome).inc()
-        return results
+        return results, None
 
     @bentoml.api(route="/classify_spectrum")
     async def classify_spectrum(self, file: Path, ctx: bentoml.Context) -> dict:
@@ -165,30 +182,49 @@ class Skysort:
         spiral or elliptical."""
         return await self._classify_one(file, "galaxy", ctx)
 
-    @bentoml.api(route="/classify_batch")
-    async def classify_batch(
-        self,
-        files: list[Path],
-        ctx: bentoml.Context,
-        task: Literal["auto", "stellar", "halpha", "galaxy"] = "auto",
-    ) -> list[dict]:
-        """Classify many files (repeated form field ``files``; tar or zip archives are
-        unpacked); one result or error per file, in order. ``task`` defaults to ``auto``
-        (by content)."""
-        with tempfile.TemporaryDirectory(prefix="skysort-batch-") as workdir:
-            try:
-                inputs = await anyio.to_thread.run_sync(
-                    expand_uploads,
-                    files,
-                    Path(workdir),
-                    self.settings.max_batch_files,
-                    self.settings.max_upload_bytes,
-                )
-            except BatchTooLarge as error:
-                ctx.response.status_code = TOO_LARGE
-                return [{"error": str(error)}]
-            prepared = await anyio.to_thread.run_sync(_prepare_many, inputs, self.predictors, task)
-        return await self._predict(prepared, ctx)
+    async def classify_batch(self, request: Request) -> Response:
+        """POST /classify_batch: many files (repeated form field ``files``; tar or zip
+        archives are unpacked), one result or error per file, in order. The optional form
+        field ``task`` is ``auto`` (by content, the default), ``stellar``, ``halpha`` or
+        ``galaxy``.
+
+        A Starlette route of this service rather than a ``bentoml.api``: BentoML stores
+        every uploaded part of a ``list[Path]`` field as a temporary file, which cost more
+        server CPU than reading and classifying the spectrum in it. Here the parts stay in
+        memory from the multipart parser to the readers (see docs/service.md).
+        """
+        try:
+            form = await _read_form(request, self.settings.max_batch_files + 1)
+        except Exception as error:  # noqa: BLE001 - the parser's reason is the answer
+            reason = getattr(error, "detail", None) or str(error) or type(error).__name__
+            if "too many files" in str(reason).lower():
+                return _too_large("too many files in one batch (SKYSORT_MAX_BATCH_FILES)")
+            return JSONResponse({"error": f"malformed multipart body: {reason}"}, 400)
+        try:
+            task = form.get("task", "auto")
+            if task not in BATCH_TASKS:
+                shown = task if isinstance(task, str) else "a file"
+                reason = f"task must be one of {', '.join(BATCH_TASKS)}, not {shown!r}"
+                return JSONResponse({"error": reason}, 400)
+            parts = form.getlist("files")
+            if not parts or not all(isinstance(part, UploadFile) for part in parts):
+                reason = "form field 'files' must hold file uploads (curl: -F files=@spec.fits)"
+                return JSONResponse({"error": reason}, 400)
+            uploads = [(part.filename or "upload", await part.read()) for part in parts]
+        finally:
+            await form.close()
+        try:
+            inputs = await anyio.to_thread.run_sync(
+                expand_uploads,
+                uploads,
+                self.settings.max_batch_files,
+                self.settings.max_upload_bytes,
+            )
+        except BatchTooLarge as error:
+            return _too_large(str(error))
+        prepared = await self.prepare_pool.prepare(inputs, self.preprocessors, task)
+        results, status = await self._predict(prepared)
+        return JSONResponse(results, status or 200)  # a 503 gets Retry-After (ObserveRequests)
 
     # ------------------------------------------------------------------- generation
 
@@ -232,28 +268,34 @@ class Skysort:
         return {"models": models}
 
 
-def _prepare_named(file: Path, name: str, predictors: dict, task: str) -> Prepared:
-    """``prepare`` an upload stored under a temporary name; results name the client's file.
+class _InMemoryMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser, keeping file parts in memory up to the upload limit.
 
-    A reader that fails with something other than its typed ReadError has met a file it
-    does not know how to reject; the client still gets a 422 naming the file, and the log
-    gets the traceback so that the reader can be fixed.
+    Starlette spools a part over 1 MiB to a temporary file; the body is already in memory
+    (RequireFileUploads read it, within SKYSORT_MAX_UPLOAD_MB), so a tar of a night's
+    spectra would only be written to disk to be read back.
     """
-    preprocessors = {t: p.preprocess for t, p in predictors.items()}
-    try:
-        prepared = prepare(file, preprocessors, task)
-    except Exception as error:
-        logger.warning("reader fault", exc_info=True, extra={"file": name, "task": task})
-        reason = f"cannot be read (the reader failed with {type(error).__name__})"
-        return Prepared(file=name, task=None if task == "auto" else task, error=f"{name}: {reason}")
-    prepared.file = name
-    if prepared.error:
-        prepared.error = prepared.error.replace(Path(file).name, name)
-    return prepared
+
+    spool_max_size = SETTINGS.max_upload_bytes
 
 
-def _prepare_many(inputs: list[tuple[str, Path]], predictors: dict, task: str) -> list[Prepared]:
-    return [_prepare_named(path, name, predictors, task) for name, path in inputs]
+async def _read_form(request: Request, max_files: int) -> FormData:
+    """The request's form: multipart parsed in memory, anything else by Starlette."""
+    content_type, _ = parse_options_header(request.headers.get("content-type", ""))
+    if content_type == b"multipart/form-data":
+        parser = _InMemoryMultiPartParser(
+            request.headers, request.stream(), max_files=max_files, max_fields=_MAX_FORM_FIELDS
+        )
+        return await parser.parse()
+    return await request.form(max_files=max_files, max_fields=_MAX_FORM_FIELDS)
+
+
+def _too_large(reason: str) -> Response:
+    return JSONResponse({"error": reason}, TOO_LARGE)
+
+
+async def _batch_endpoint(request: Request) -> Response:
+    return await bentoml.get_current_service().classify_batch(request)
 
 
 async def _models_endpoint(request: Request) -> Response:
@@ -262,7 +304,15 @@ async def _models_endpoint(request: Request) -> Response:
 
 # The labelling page of the H-alpha active-learning loop (database: $SKYSORT_ACTIVE_DB).
 Skysort.mount_asgi_app(create_label_app(), path="/label")
-Skysort.mount_asgi_app(Starlette(routes=[Route("/models", _models_endpoint)]), path="/")
+Skysort.mount_asgi_app(
+    Starlette(
+        routes=[
+            Route("/models", _models_endpoint),
+            Route("/classify_batch", _batch_endpoint, methods=["POST"]),
+        ]
+    ),
+    path="/",
+)
 # The first middleware added is the outermost: every answer, 413 and 400 included, is
 # logged and counted and carries the request id.
 Skysort.add_asgi_middleware(ObserveRequests, settings=SETTINGS)

@@ -3,6 +3,7 @@
 import asyncio
 import io
 import tarfile
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -191,6 +192,41 @@ def test_batch_with_a_tar_archive_and_a_forced_task(client, lamost_files):
         "/classify_batch", files=[("files", ("n.tar.gz", buffer.getvalue()))], data={"task": "x"}
     )
     assert response.status_code == 400
+
+
+def test_batch_file_limit_and_missing_files(client, service, monkeypatch, lamost_files):
+    monkeypatch.setattr(service, "settings", replace(service.settings, max_batch_files=2))
+    for count in (3, 4):  # 4 parts trip the multipart parser's own limit, 3 the count
+        files = [("files", (p.name, p.read_bytes())) for p in lamost_files[:count]]
+        response = client.post("/classify_batch", files=files)
+        assert response.status_code == 413
+        assert "too many files" in response.json()["error"]
+    files = [("files", (p.name, p.read_bytes())) for p in lamost_files[:2]]
+    response = client.post("/classify_batch", files=files)
+    assert response.status_code == 200 and len(response.json()) == 2
+    response = client.post("/classify_batch", data={"task": "stellar"})
+    assert response.status_code == 400
+    assert "files" in response.json()["error"]
+
+
+def test_large_batch_is_prepared_in_worker_processes(client, service, monkeypatch, lamost_files):
+    pool = service.prepare_pool
+    files = [("files", (p.name, p.read_bytes())) for p in lamost_files[:24]]
+    files.insert(7, ("files", ("cut.fits", lamost_files[0].read_bytes()[:9000])))
+    assert pool.processes > 1 and len(files) >= pool.min_files
+    response = client.post("/classify_batch", files=files)
+    assert response.status_code == 200
+    parallel = response.json()
+    assert [r["file"] for r in parallel] == [name for _, (name, _) in files]
+    assert parallel[7]["error"].startswith("cut.fits: ")
+    # the same answers as preparing the batch in the worker's thread
+    monkeypatch.setattr(pool, "min_files", 10**6)
+    threaded = client.post("/classify_batch", files=files).json()
+    assert threaded[7] == parallel[7]
+    for one, other in zip(parallel, threaded, strict=True):
+        assert one.get("label") == other.get("label")
+        for label, p in one.get("probabilities", {}).items():
+            assert p == pytest.approx(other["probabilities"][label], abs=1e-6)
 
 
 def test_models_lists_loaded_bundles_with_cards(client, service):
