@@ -9,7 +9,8 @@ Usage::
 Phases (each bounded in requests and in seconds):
 
 1. per-file uploads to /classify_spectrum at concurrencies 1, 4, 16, 32;
-2. /classify_batch uploads of ``--batch-files`` spectra per request at concurrencies 1, 2, 4;
+2. /classify_batch uploads of ``--batch-files`` spectra per request at concurrencies 1, 2, 4,
+   first as that many multipart file parts, then as one uncompressed tar archive;
 3. a soak of ``--soak`` single-spectrum requests at concurrency 16 while the server's
    resident memory (all its processes) is sampled every second.
 
@@ -23,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -86,6 +89,15 @@ class Phase:
         if self.server_cpu_s == 0:
             return "-"
         return round(os.cpu_count() / cpu, 1)
+
+
+def tar_of(paths: list[Path]) -> bytes:
+    """An uncompressed tar of ``paths`` (what a pipeline might upload after a night)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for i, path in enumerate(paths):
+            archive.add(path, arcname=f"{i:04d}-{path.name}")
+    return buffer.getvalue()
 
 
 def multipart(parts: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
@@ -254,10 +266,11 @@ async def main_async(args: argparse.Namespace) -> dict:
     if not spectra:
         raise SystemExit("no LAMOST spectra under data/lamost")
     singles = [multipart([("file", p.name, p.read_bytes())]) for p in spectra]
-    batch_bodies = []
+    batch_bodies, tar_bodies = [], []
     for start in range(0, len(spectra), args.batch_files):
         chunk = [spectra[(start + i) % len(spectra)] for i in range(args.batch_files)]
         batch_bodies.append(multipart([("files", p.name, p.read_bytes()) for p in chunk]))
+        tar_bodies.append(multipart([("files", f"night{start}.tar", tar_of(chunk))]))
 
     server = None
     base = args.url
@@ -281,14 +294,16 @@ async def main_async(args: argparse.Namespace) -> dict:
                 phase = Phase("single", level)
                 n = args.requests
                 phases.append(await run_phase(session, single_url, singles, phase, 1, n, 60, pid))
-            for level in args.batch_levels:
-                phase = Phase(f"batch x{args.batch_files}", level)
-                n = args.batch_requests
-                phases.append(
-                    await run_phase(
-                        session, batch_url, batch_bodies, phase, args.batch_files, n, 60, pid
+            batch_forms = [("batch", batch_bodies), ("batch tar", tar_bodies)]
+            for form, bodies in batch_forms[: 2 if args.batch_tar else 1]:
+                for level in args.batch_levels:
+                    phase = Phase(f"{form} x{args.batch_files}", level)
+                    n = args.batch_requests
+                    phases.append(
+                        await run_phase(
+                            session, batch_url, bodies, phase, args.batch_files, n, 60, pid
+                        )
                     )
-                )
             if args.soak and pid is not None:
                 phase, memory = await soak(session, single_url, singles, args.soak, pid, 600)
                 phases.append(phase)
@@ -311,6 +326,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-levels", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--batch-files", type=int, default=100)
     parser.add_argument("--batch-requests", type=int, default=40, help="per batch level")
+    parser.add_argument(
+        "--no-batch-tar",
+        dest="batch_tar",
+        action="store_false",
+        help="skip the batch phases that upload each batch as one tar archive",
+    )
     parser.add_argument("--files", type=int, default=200, help="distinct spectra to send")
     parser.add_argument("--soak", type=int, default=20000, help="soak requests (0: none)")
     parser.add_argument("--no-soak", dest="soak", action="store_const", const=0)
