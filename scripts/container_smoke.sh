@@ -98,6 +98,13 @@ IMAGE=$(find data/galaxy/images -name '*.jpeg' | sort | sed -n 1p)
 expect '"stellar-' -F "file=@$SPECTRUM" "$BASE/classify_spectrum"
 expect '"galaxy-' -F "file=@$IMAGE" "$BASE/classify_galaxy"
 expect '"galaxy-' -F "files=@$SPECTRUM" -F "files=@$IMAGE" "$BASE/classify_batch"
+# a tar of 40 spectra: large enough for the batch-preparation processes
+NIGHT=$(mktemp -d)
+find data/lamost -name '*.fits' | sort | head -40 | tar -cf "$NIGHT/night.tar" -T -
+out=$(curl -sf -F "files=@$NIGHT/night.tar" "$BASE/classify_batch") || fail "tar batch failed"
+rm -rf "$NIGHT"
+[ "$(grep -o '"label"' <<<"$out" | wc -l)" = 40 ] || fail "tar batch: not 40 labels: ${out:0:300}"
+log "ok: a tar of 40 spectra gave 40 labels"
 code=$(curl -s -o /dev/null -w '%{http_code}' -F "file=@$IMAGE" "$BASE/classify_spectrum")
 [ "$code" = 422 ] || fail "an image sent to /classify_spectrum gave $code, not 422"
 log "ok: an image sent to /classify_spectrum gave 422"
