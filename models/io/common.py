@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import warnings
 import zlib
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 FITS_MAGIC = b"SIMPLE  ="
 FITS_BLOCK = 2880
 _CARD = 80
+_NAXIS_CARD = re.compile(rb"NAXIS   = *\+?([0-9]+)")
+_MAX_NAXIS = 999  # FITS standard 4.0, section 4.4.1.1
 _END_CARD = b"END".ljust(_CARD)
 #: the HDU classes the spectrum readers meet (astropy.io.fits).
 Hdu = fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU | fits.TableHDU
@@ -142,6 +145,8 @@ def leading_headers(head: bytes, max_hdus: int = 20) -> list[fits.Header]:
     Stops quietly at the first HDU that is cut off or unreadable (the head is short on
     purpose); [] when even the primary header is. read_spectrum() reports such problems.
     """
+    if too_many_axes(head) is not None:
+        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)  # truncation of the head itself
         try:
@@ -185,6 +190,19 @@ def describe_layout(headers: list[fits.Header]) -> str:
     return ", ".join(parts)
 
 
+def too_many_axes(content: bytes) -> str | None:
+    """Why a header's NAXIS is impossible (over the standard's 999), or None.
+
+    astropy builds a list with one entry per axis before it checks anything, so a corrupt
+    ``NAXIS = 99999999`` kept a request busy for over a minute (found by the fuzz test
+    with more examples). Only cards at 80-byte boundaries count.
+    """
+    for match in _NAXIS_CARD.finditer(content):
+        if match.start() % _CARD == 0 and int(match.group(1)) > _MAX_NAXIS:
+            return f"corrupt header: NAXIS = {int(match.group(1))} (FITS allows at most 999 axes)"
+    return None
+
+
 def open_fits(path: Path, content: bytes) -> fits.HDUList:
     """Every HDU of a FITS file held in memory, with astropy (use as a context manager).
 
@@ -199,6 +217,9 @@ def open_fits(path: Path, content: bytes) -> fits.HDUList:
     """
     if not is_fits(content):
         raise SpectrumReadError(path, "not a FITS file (no SIMPLE card)")
+    problem = too_many_axes(content)
+    if problem is not None:
+        raise SpectrumReadError(path, problem)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", AstropyUserWarning)

@@ -74,6 +74,13 @@ CORRUPTIONS = {
     "truncated FITS": (lambda raw: raw[:20000], TRUNCATED),
     "truncated header": (lambda raw: raw[:4000], "no END card"),
     "empty": (lambda raw: b"", "empty file (0 bytes)"),
+    # astropy makes one list entry per axis before any check: this took minutes
+    "absurd NAXIS": (
+        lambda raw: raw.replace(
+            b"NAXIS   =                    2", b"NAXIS   =             99999999", 1
+        ),
+        "NAXIS = 99999999 (FITS allows at most 999 axes)",
+    ),
 }
 
 
