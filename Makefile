@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EPOCHS ?= 20
 
-.PHONY: help serve test lint models bench bench-survey bench-active bench-gan load-test container-smoke clean-runs
+.PHONY: help serve test lint models bench bench-survey bench-active bench-gan batch-cost load-test container-smoke clean-runs
 
 help:
 	@echo "make serve   start the HTTP service with the bundled models (http://127.0.0.1:3000)"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint    ruff check + format check"
 	@echo "make models  retrain the default bundles from data/ (bundles/)"
 	@echo "make bench   print throughput figures (read+preprocess, predictor, classify)"
+	@echo "make batch-cost       CPU per spectrum of each step of a batch request (no HTTP)"
 	@echo "make load-test        load-test the HTTP service on loopback (prints a table)"
 	@echo "make container-smoke  build the container image and send it real requests"
 	@echo "make bench-active     H-alpha active learning with a scripted oracle (5,000 spectra)"
@@ -63,6 +64,9 @@ bench-active: $(STAMP)
 
 bench-gan: $(STAMP)
 	$(BIN)/python scripts/bench_gan.py
+
+batch-cost: $(STAMP)
+	$(BIN)/python scripts/batch_cost.py
 
 load-test: $(STAMP)
 	$(BIN)/python scripts/load_test.py
