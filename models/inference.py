@@ -27,6 +27,7 @@ from models.prepare import (  # noqa: F401 - preparation_pool is part of this AP
     Prepared,
     preparation_pool,
     prepare,
+    prepare_paths,
 )
 
 BUNDLES_DIR = Path(
@@ -86,12 +87,10 @@ def classify_files(
     preprocessors = {name: p.preprocess for name, p in predictors.items()}
     paths = list(paths)
     if pool is None:
-        prepared = [prepare(p, preprocessors, task) for p in paths]
+        prepared = prepare_paths(paths, preprocessors, task)
     else:
-        chunk = max(1, len(paths) // 16)
-        prepared = list(
-            pool.map(
-                partial(prepare, preprocessors=preprocessors, task=task), paths, chunksize=chunk
-            )
-        )
+        size = max(1, len(paths) // 16)
+        chunks = [paths[start : start + size] for start in range(0, len(paths), size)]
+        work = partial(prepare_paths, preprocessors=preprocessors, task=task)
+        prepared = [p for part in pool.map(work, chunks) for p in part]
     return predict_prepared(prepared, predictors)

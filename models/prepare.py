@@ -9,7 +9,7 @@ preprocess files never import JAX.
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,26 +116,93 @@ def prepare(
         data: the file's bytes when they are already in memory (an upload); ``path``
             then only names the input and is never opened.
     """
-    path = Path(path)
+    return _prepare(Path(path), preprocessors, task, data, None)
+
+
+FaultHandler = Callable[[Path, Exception], Prepared]
+
+
+def prepare_many(
+    items: Iterable[tuple[str | Path, bytes | None]],
+    preprocessors: dict,
+    task: str = "auto",
+    on_fault: FaultHandler | None = None,
+) -> list[Prepared]:
+    """:func:`prepare` of many files (``(path, data)`` pairs), with the same results.
+
+    The stellar spectra among them are preprocessed together
+    (:meth:`~models.preprocess.StellarPreprocess.apply_many`: the same features bit for
+    bit, at about three quarters of the cost). ``on_fault``: turns an unexpected exception
+    of one file's reader into that file's result, so that the others still get theirs;
+    without it, the exception propagates.
+    """
+    stellar = preprocessors.get("stellar")
+    deferred: list | None = [] if hasattr(stellar, "apply_many") else None
+    results: list[Prepared] = []
+    positions: list[int] = []  # of the deferred spectra in results
+    for path, data in items:
+        path = Path(path)
+        waiting = len(deferred) if deferred is not None else 0
+        try:
+            results.append(_prepare(path, preprocessors, task, data, deferred))
+        except Exception as error:
+            if on_fault is None:
+                raise
+            results.append(on_fault(path, error))
+        if deferred is not None and len(deferred) > waiting:
+            positions.append(len(results) - 1)
+    if deferred:
+        try:
+            features = stellar.apply_many([spectrum for _, _, spectrum in deferred])
+        except Exception:  # noqa: BLE001 - each spectrum is tried alone, below
+            features = None
+        for i, (position, (prepared, path, spectrum)) in enumerate(
+            zip(positions, deferred, strict=True)
+        ):
+            try:
+                prepared.features = stellar.apply(spectrum) if features is None else features[i]
+                _check_spectrum(prepared, path, stellar, spectrum)
+            except ReadError as error:
+                prepared.features, prepared.error = None, str(error)
+            except Exception as error:
+                if on_fault is None:
+                    raise
+                results[position] = on_fault(path, error)
+    return results
+
+
+def prepare_paths(
+    paths: list[str | Path], preprocessors: dict, task: str = "auto"
+) -> list[Prepared]:
+    """:func:`prepare_many` of files on disk (a picklable unit of work for a process pool)."""
+    return prepare_many([(path, None) for path in paths], preprocessors, task)
+
+
+def _prepare(
+    path: Path, preprocessors: dict, task: str, data: bytes | None, deferred: list | None
+) -> Prepared:
+    """:func:`prepare`; with a ``deferred`` list, a stellar spectrum is read but its
+    preprocessing is left to the caller: ``(prepared, path, spectrum)`` is appended."""
     prepared = Prepared(file=str(path))
     try:
         prepared.task = choose_task(path, task, preprocessors, data)
         try:
-            _read_and_apply(prepared, path, preprocessors, data)
+            _read_and_apply(prepared, path, preprocessors, data, deferred)
         except SpectrumReadError:
             if task != "auto" or identify_kind(path, data) != "image":
                 raise
             prepared.task = _image_task(path, preprocessors)
-            _read_and_apply(prepared, path, preprocessors, data)
+            _read_and_apply(prepared, path, preprocessors, data, deferred)
     except ReadError as error:
-        prepared.error = str(error)
+        prepared.features, prepared.error = None, str(error)
     except OSError as error:
+        prepared.features = None
         prepared.error = f"{path.name}: cannot open ({error.strerror or error})"
     return prepared
 
 
 def _read_and_apply(
-    prepared: Prepared, path: Path, preprocessors: dict, data: bytes | None
+    prepared: Prepared, path: Path, preprocessors: dict, data: bytes | None, deferred: list | None
 ) -> None:
     if prepared.task not in preprocessors:
         raise SpectrumReadError(path, f"no model is loaded for task {prepared.task!r}")
@@ -144,19 +211,27 @@ def _read_and_apply(
         image = read_image(path, data)
         prepared.features = preprocess.apply(image)
         prepared.warnings = image_warnings(image)
-    else:
-        spectrum = read_spectrum(path, data)
-        try:
-            prepared.features = preprocess.apply(spectrum)
-        except SpectrumReadError as error:  # preprocessing does not know the file name
-            raise SpectrumReadError(path, error.reason) from error
-        if prepared.task == "stellar" and coverage_fraction(prepared.features) == 0:
-            raise SpectrumReadError(
-                path,
-                f"no flux inside the model's {preprocess.wave_min:.0f}-{preprocess.wave_max:.0f} Å"
-                " grid; there is nothing to classify",
-            )
-        prepared.warnings = spectrum_warnings(spectrum, prepared.features, prepared.task)
+        return
+    spectrum = read_spectrum(path, data)
+    if prepared.task == "stellar" and deferred is not None:
+        deferred.append((prepared, path, spectrum))
+        return
+    try:
+        prepared.features = preprocess.apply(spectrum)
+    except SpectrumReadError as error:  # preprocessing does not know the file name
+        raise SpectrumReadError(path, error.reason) from error
+    _check_spectrum(prepared, path, preprocess, spectrum)
+
+
+def _check_spectrum(prepared: Prepared, path: Path, preprocess, spectrum) -> None:
+    """Refuse a stellar spectrum with no flux on the grid; otherwise attach its warnings."""
+    if prepared.task == "stellar" and coverage_fraction(prepared.features) == 0:
+        raise SpectrumReadError(
+            path,
+            f"no flux inside the model's {preprocess.wave_min:.0f}-{preprocess.wave_max:.0f} Å"
+            " grid; there is nothing to classify",
+        )
+    prepared.warnings = spectrum_warnings(spectrum, prepared.features, prepared.task)
 
 
 def preparation_pool(workers: int) -> ProcessPoolExecutor:

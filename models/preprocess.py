@@ -124,6 +124,96 @@ def resample(
     return np.where(coverage > 0, resampled, 0.0), coverage
 
 
+def resample_many(
+    wavelengths: list[np.ndarray],
+    fluxes: list[np.ndarray],
+    goods: list[np.ndarray],
+    grid: np.ndarray,
+    edges: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`resample` of many spectra at once, (n, grid.size) each, equal bit for bit.
+
+    The fluxes must share one dtype (the trapezoids are summed in it, as ``resample`` does).
+    The good pixels of each spectrum are packed to the left of padded 2D arrays, the
+    padding repeats the last good pixel (zero width, so the cumulative integral stays
+    flat), and every step that is not a per-spectrum search runs once for the whole batch:
+    the Python and numpy call overhead of ``resample`` is most of its cost at LAMOST size.
+    """
+    n = len(wavelengths)
+    edges = _edges(grid) if edges is None else edges
+    out_flux = np.zeros((n, grid.size))
+    out_coverage = np.zeros((n, grid.size))
+    packed = []
+    for i, (wavelength, flux, good) in enumerate(zip(wavelengths, fluxes, goods, strict=True)):
+        if good.all():
+            packed.append((i, wavelength, flux))
+        elif np.count_nonzero(good) >= 2:
+            packed.append((i, wavelength[good], flux[good]))
+    if not packed:
+        return out_flux, out_coverage
+    rows = np.array([i for i, _, _ in packed])
+    sizes = np.array([wl.size for _, wl, _ in packed])
+    width_max = int(sizes.max())
+    wl = np.empty((len(packed), width_max))
+    fx = np.empty((len(packed), width_max), fluxes[0].dtype)
+    for row, (_, w, f) in enumerate(packed):
+        wl[row, : w.size] = w
+        wl[row, w.size :] = w[-1]
+        fx[row, : f.size] = f
+        fx[row, f.size :] = f[-1]
+    step = np.diff(wl, axis=1)
+    trapezoids = (fx[:, 1:] + fx[:, :-1]) * step
+    trapezoids *= 0.5
+    cumulative = np.empty(wl.shape)
+    cumulative[:, 0] = 0.0
+    np.cumsum(trapezoids, axis=1, out=cumulative[:, 1:])
+    first = wl[:, :1]
+    last = wl[np.arange(len(packed)), sizes - 1][:, None]
+    inside = np.clip(edges[None, :], first, last)
+    at_edges = np.empty(inside.shape)
+    for row, size in enumerate(sizes):
+        at_edges[row] = np.interp(inside[row], wl[row, :size], cumulative[row, :size])
+    integral = np.diff(at_edges, axis=1)
+    width = np.diff(inside, axis=1)
+    resampled = np.divide(integral, width, out=np.zeros(width.shape), where=width > 0)
+    coverage = width / np.diff(edges)
+    log_steps = np.diff(np.log(wl), axis=1)  # zero in the padding
+    threshold = 3.0 * _medians_of_log_steps([wavelengths[i] for i in rows])
+    # the gaps of every row at once, as resample() finds them one row at a time
+    gap_rows, gaps = np.nonzero(log_steps > threshold[:, None] * (1.0 - 1e-9))
+    real = np.log(wl[gap_rows, gaps + 1] / wl[gap_rows, gaps]) > threshold[gap_rows]
+    gap_rows, gaps = gap_rows[real], gaps[real]
+    low = np.searchsorted(grid, wl[gap_rows, gaps], side="right")
+    high = np.searchsorted(grid, wl[gap_rows, gaps + 1], side="right")
+    low[gaps == 0] = 0
+    high[gaps == sizes[gap_rows] - 2] = grid.size
+    delta = np.zeros((len(packed), grid.size + 1), np.int64)
+    np.add.at(delta, (gap_rows, low), 1)
+    np.add.at(delta, (gap_rows, high), -1)
+    coverage[np.cumsum(delta[:, :-1], axis=1) > 0] = 0.0
+    out_flux[rows] = np.where(coverage > 0, resampled, 0.0)
+    out_coverage[rows] = coverage
+    return out_flux, out_coverage
+
+
+def _medians_of_log_steps(wavelengths: list[np.ndarray]) -> np.ndarray:
+    """``_median(np.diff(np.log(w)))`` for each w, one partition per distinct length."""
+    medians = np.empty(len(wavelengths))
+    by_size: dict[int, list[int]] = {}
+    for i, wavelength in enumerate(wavelengths):
+        by_size.setdefault(wavelength.size, []).append(i)
+    for size, members in by_size.items():
+        steps = np.diff(np.log(np.stack([wavelengths[i] for i in members])), axis=1)
+        count = size - 1
+        middle = count // 2
+        if count % 2:
+            medians[members] = np.partition(steps, (middle, count - 1), axis=1)[:, middle]
+        else:
+            parted = np.partition(steps, (middle - 1, middle, count - 1), axis=1)
+            medians[members] = (parted[:, middle - 1] + parted[:, middle]) / 2
+    return medians
+
+
 def _bins_in_gaps(grid: np.ndarray, wl: np.ndarray, gaps: np.ndarray) -> np.ndarray:
     """Bins whose centre lies in (wl[i], wl[i + 1]] for a gap i; the first and last gap
     reach out to the ends of the grid (as ``searchsorted(wl, grid) - 1`` clipped does)."""
@@ -170,6 +260,25 @@ def pseudo_continuum(flux: np.ndarray, coverage: np.ndarray, window: int) -> np.
     smooth = ndimage.uniform_filter1d(envelope, size=window, mode="nearest")
     floor = 1e-3 * np.max(np.abs(smooth))
     return np.maximum(smooth, floor if floor > 0 else 1.0)
+
+
+def pseudo_continuum_many(flux: np.ndarray, coverage: np.ndarray, window: int) -> np.ndarray:
+    """:func:`pseudo_continuum` of each row of ``flux`` (n, n_pix), equal bit for bit."""
+    covered = coverage > 0.5
+    counts = np.count_nonzero(covered, axis=1)
+    filled = flux.copy()
+    index = np.arange(flux.shape[1])
+    for row in np.flatnonzero((counts >= 2) & (counts < flux.shape[1])):
+        mask = covered[row]
+        filled[row] = np.interp(index, index[mask], flux[row, mask])
+    envelope = np.empty_like(filled)
+    for row in range(len(filled)):
+        envelope[row] = ndimage.percentile_filter(filled[row], 90, size=window, mode="nearest")
+    smooth = ndimage.uniform_filter1d(envelope, size=window, axis=1, mode="nearest")
+    floor = 1e-3 * np.max(np.abs(smooth), axis=1, keepdims=True)
+    continuum = np.maximum(smooth, np.where(floor > 0, floor, 1.0))
+    continuum[counts < 2] = 1.0
+    return continuum
 
 
 @dataclass(frozen=True)
@@ -222,6 +331,45 @@ class StellarPreprocess:
             channels.append(self._normalise(flux, coverage, covered, kind))
         channels.append(covered.astype(np.float64))
         return np.stack(channels, axis=-1).astype(np.float32)
+
+    def apply_many(self, spectra: list[Spectrum]) -> np.ndarray:
+        """Features of many spectra, (n, n_pix, n_channels) float32, equal to ``apply`` of
+        each bit for bit, at a fraction of the cost (see :func:`resample_many`)."""
+        features = np.empty((len(spectra), self.n_pix, self.n_channels), np.float32)
+        by_dtype: dict[np.dtype, list[int]] = {}
+        for i, spectrum in enumerate(spectra):
+            by_dtype.setdefault(spectrum.flux.dtype, []).append(i)
+        grid, edges = _grid_and_edges(self.wave_min, self.wave_max, self.n_pix)
+        for members in by_dtype.values():
+            chosen = [spectra[i] for i in members]
+            flux, coverage = resample_many(
+                [self._rest_wavelength(s) for s in chosen],
+                [s.flux for s in chosen],
+                [s.good for s in chosen],
+                grid,
+                edges,
+            )
+            covered = coverage > 0.5
+            channels = []
+            for kind in self.normalisation.split("+"):
+                if kind == "continuum":
+                    continuum = pseudo_continuum_many(flux, coverage, self.continuum_window)
+                    normalised = flux / continuum - 1.0
+                    channels.append(
+                        np.where(covered, np.clip(normalised, -self.clip, self.clip), 0.0)
+                    )
+                else:
+                    rows = zip(flux, coverage, covered, strict=True)
+                    channels.append(np.stack([self._normalise(*row, kind) for row in rows]))
+            channels.append(covered.astype(np.float64))
+            features[members] = np.stack(channels, axis=-1).astype(np.float32)
+        return features
+
+    def _rest_wavelength(self, spectrum: Spectrum) -> np.ndarray:
+        redshift = spectrum.meta.get("redshift")
+        if self.rest_frame and redshift is not None and abs(redshift) < 0.01:
+            return spectrum.wavelength / (1.0 + redshift)
+        return spectrum.wavelength
 
     def _normalise(
         self, flux: np.ndarray, coverage: np.ndarray, covered: np.ndarray, kind: str

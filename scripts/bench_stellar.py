@@ -2,7 +2,8 @@
 
 Usage: ``python scripts/bench_stellar.py [--bundle bundles/stellar] [--files N] [--json OUT]``
 
-Prints FITS files/s for read+preprocess, spectra/s for the jitted predictor at batch 1 and
+Prints FITS files/s for read+preprocess (file by file, and batched as the batch endpoint
+and ``classify`` do it), spectra/s for the jitted predictor at batch 1 and
 256, and files/s for the whole ``classify`` path (read, preprocess, predict, JSON objects),
 all on the real LAMOST files in data/ (cycled to reach ``--files``).
 """
@@ -59,6 +60,10 @@ def main() -> None:
         for f in files:
             pre.apply(read_spectrum(f))
 
+    def read_preprocess_batched():
+        for i in range(0, len(files), 128):
+            pre.apply_many([read_spectrum(f) for f in files[i : i + 128]])
+
     def classify(pool):
         for i in range(0, len(files), 1024):
             classify_files(files[i : i + 1024], {"stellar": predictor}, pool=pool)
@@ -69,6 +74,9 @@ def main() -> None:
     figures = {
         "read files/s": _rate(len(files), timed(read_only)),
         "read+preprocess files/s": _rate(len(files), timed(read_preprocess)),
+        "read+preprocess files/s (batches of 128)": _rate(
+            len(files), timed(read_preprocess_batched)
+        ),
         "predictor batch 1 spectra/s": _rate(
             n_single, timed(lambda: [predictor.predict(single) for _ in range(n_single)])
         ),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import anyio
 
-from models.prepare import Prepared, preparation_pool, prepare
+from models.prepare import Prepared, preparation_pool, prepare, prepare_many
 
 logger = logging.getLogger("skysort.service")
 
@@ -35,18 +35,28 @@ def prepare_named(
     file: Path, name: str, preprocessors: dict, task: str, data: bytes | None = None
 ) -> Prepared:
     """``prepare`` an upload (a file stored under a temporary name, or its bytes in
-    ``data``); results and errors name the client's file ``name``.
-
-    A reader that fails with something other than its typed ReadError has met a file it
-    does not know how to reject; the client still gets a 422 naming the file, and the log
-    gets the traceback so that the reader can be fixed.
-    """
+    ``data``); results and errors name the client's file ``name``."""
     try:
         prepared = prepare(file, preprocessors, task, data)
     except Exception as error:
-        logger.warning("reader fault", exc_info=True, extra={"file": name, "task": task})
-        reason = f"cannot be read (the reader failed with {type(error).__name__})"
-        return Prepared(file=name, task=None if task == "auto" else task, error=f"{name}: {reason}")
+        prepared = _reader_fault(name, task, error)
+    return _named(prepared, file, name)
+
+
+def _reader_fault(name: str, task: str, error: Exception) -> Prepared:
+    """A reader that fails with something other than its typed ReadError has met a file it
+    does not know how to reject; the client still gets a 422 naming the file, and the log
+    gets the traceback so that the reader can be fixed."""
+    logger.warning(
+        "reader fault",
+        exc_info=(type(error), error, error.__traceback__),
+        extra={"file": name, "task": task},
+    )
+    reason = f"cannot be read (the reader failed with {type(error).__name__})"
+    return Prepared(file=name, task=None if task == "auto" else task, error=f"{name}: {reason}")
+
+
+def _named(prepared: Prepared, file: Path, name: str) -> Prepared:
     prepared.file = name
     if prepared.error:
         prepared.error = prepared.error.replace(Path(file).name, name)
@@ -56,8 +66,17 @@ def prepare_named(
 def prepare_uploads(
     inputs: list[tuple[str, bytes]], preprocessors: dict, task: str
 ) -> list[Prepared]:
-    """Prepare in-memory uploads; each is named by its client name only (never opened)."""
-    return [prepare_named(Path(name), name, preprocessors, task, data) for name, data in inputs]
+    """Prepare in-memory uploads; each is named by its client name only (never opened).
+
+    The spectra are preprocessed together (:func:`models.prepare.prepare_many`)."""
+    names = {Path(name): name for name, _ in inputs}
+    prepared = prepare_many(
+        [(Path(name), data) for name, data in inputs],
+        preprocessors,
+        task,
+        on_fault=lambda path, error: _reader_fault(names[path], task, error),
+    )
+    return [_named(p, Path(name), name) for p, (name, _) in zip(prepared, inputs, strict=True)]
 
 
 def _ready() -> bool:

@@ -7,7 +7,7 @@ Usage::
 
 The inputs (a folder, searched recursively for FITS names, or a text file listing one path
 per line) are sorted and cut into partitions of ``partition_size`` files. Each partition is
-one Dask task: a worker reads and preprocesses its files (:func:`models.prepare.prepare`),
+one Dask task: a worker reads and preprocesses its files (:func:`models.prepare.prepare_paths`),
 predicts them in large batches and writes ``OUTPUT/part-<digest>.parquet`` (written as a
 hidden ``.part`` file, then renamed), whose digest is a hash of the partition's file list.
 Columns: ``file`` (absolute path), ``task``, ``label``, ``probabilities`` (map label ->
@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from tqdm.auto import tqdm
 
-from models.prepare import prepare
+from models.prepare import prepare_paths
 from survey.otype import spectrum_files
 
 DEFAULT_PARTITION_SIZE = 256
@@ -174,7 +174,7 @@ def classify_partition(files: list[str], output: Path, task: str, plugin: str, n
     started = time.perf_counter()
     predictors = get_worker().plugins[plugin].predictors()
     preprocessors = {t: p.preprocess for t, p in predictors.items()}
-    prepared = [prepare(path, preprocessors, task) for path in files]
+    prepared = prepare_paths(files, preprocessors, task)
     table = results_table(predict_prepared(prepared, predictors))
     part = Path(output) / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.parquet.part"
     pq.write_table(table, part)

@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
+from models.io import read_spectrum
 from models.io.base import Spectrum
-from models.preprocess import StellarPreprocess, build_preprocess, log_grid, resample
+from models.preprocess import (
+    StellarPreprocess,
+    build_preprocess,
+    log_grid,
+    resample,
+    resample_many,
+)
 
 
 def _flat(wave_min=3500.0, wave_max=9500.0, n=6000, level=3.0):
@@ -89,8 +96,7 @@ def _plain_resample(wavelength, flux, good, grid):
     return np.where(coverage > 0, resampled, 0.0), coverage
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_resample_equals_the_plain_formulation_bit_for_bit(seed):
+def _random_spectrum(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(300, 5000))
     start, stop = rng.uniform(3000, 5000), rng.uniform(6000, 10000)
@@ -109,7 +115,46 @@ def test_resample_equals_the_plain_formulation_bit_for_bit(seed):
         good = np.ones(n, bool)
         for first in range(10, n - 3, 37):
             good[first : first + 2] = False
+    return wavelength, flux, good
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_resample_equals_the_plain_formulation_bit_for_bit(seed):
+    wavelength, flux, good = _random_spectrum(seed)
     grid = log_grid(3700.0, 9100.0, 1024)
     expected = _plain_resample(wavelength, flux, good, grid)
     got = resample(wavelength, flux, good, grid)
     assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_resample_many_equals_resample_bit_for_bit(dtype):
+    spectra = [_random_spectrum(seed) for seed in range(12)]
+    spectra = [(w, f.astype(dtype), g) for w, f, g in spectra]
+    # and the edge cases: one good pixel (nothing to resample), outside the grid
+    spectra.append((np.linspace(4000, 5000, 50), np.ones(50, dtype), np.arange(50) == 7))
+    spectra.append((np.linspace(10000, 12000, 50), np.ones(50, dtype), np.ones(50, bool)))
+    grid = log_grid(3700.0, 9100.0, 1024)
+    flux, coverage = resample_many(*zip(*spectra, strict=True), grid)
+    for i, (wavelength, f, good) in enumerate(spectra):
+        expected = resample(wavelength, f, good, grid)
+        assert np.array_equal(flux[i], expected[0]), i
+        assert np.array_equal(coverage[i], expected[1]), i
+    assert coverage[12].sum() == 0 and coverage[13].sum() == 0
+    assert (coverage[:12].sum(axis=1) > 100).all()
+
+
+@pytest.mark.parametrize("normalisation", ["continuum", "median+continuum"])
+def test_apply_many_equals_apply_on_real_spectra(data_dir, normalisation):
+    files = sorted((data_dir / "lamost").rglob("spec-*.fits*"))[:40]
+    files += sorted((data_dir / "sdss").rglob("spec*.fit*"))
+    files += sorted((data_dir / "jhc_mk_dwarfs").glob("*.txt"))[:3]
+    spectra = [read_spectrum(f) for f in files]
+    spectra += [  # flux of another dtype goes through in its own group
+        Spectrum(s.wavelength, s.flux.astype(np.float32), s.ivar, s.meta) for s in spectra[:3]
+    ]
+    pre = StellarPreprocess(normalisation=normalisation)
+    many = pre.apply_many(spectra)
+    assert many.shape == (len(spectra), pre.n_pix, pre.n_channels)
+    for spectrum, features in zip(spectra, many, strict=True):
+        assert np.array_equal(features, pre.apply(spectrum))
