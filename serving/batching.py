@@ -7,9 +7,10 @@ Usage::
 
 Requests that arrive while the network is busy queue up and go together in the next call,
 so the batch grows with the load and a lone request is never held back waiting for
-company. The Predictor pads every call to one of its compiled bucket sizes (1/8/32/256),
-so no request waits for XLA. A request still queued after ``max_latency_s`` is refused
-with :class:`Overloaded` (the service answers 503 + Retry-After) instead of hanging.
+company. The Predictor pads every call to one of its compiled bucket sizes
+(1/8/32/64/128/256), so no request waits for XLA. A request still queued after
+``max_latency_s`` is refused with :class:`Overloaded` (the service answers 503 +
+Retry-After) instead of hanging.
 
 Why not BentoML's ``batchable=True``: BentoML batches only calls that arrive through its
 HTTP layer (a batchable endpoint or a dependency service in another process). The
