@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.3)
     parser.add_argument("--network", default="{}", help="extra network kwargs as JSON")
     parser.add_argument("--augment", default="{}", help="AugmentConfig overrides as JSON")
+    parser.add_argument(
+        "--ordinal-sigma", type=float, default=0.0, help="soft ordinal targets (subtypes)"
+    )
     parser.add_argument("--out", default="reports/normalisation_study")
     args = parser.parse_args()
     rows = []
@@ -58,6 +61,7 @@ def main() -> None:
                     per_class=args.per_class,
                     seed=seed,
                     real_fraction=args.real_fraction,
+                    ordinal_sigma=args.ordinal_sigma,
                     augment=config_from_dict(
                         {**config_to_dict(AugmentConfig()), **json.loads(args.augment)}
                     ),
@@ -85,6 +89,7 @@ def main() -> None:
                     "minutes": (time.perf_counter() - started) / 60,
                     "n_pix": args.n_pix,
                     "real_fraction": args.real_fraction,
+                    "ordinal_sigma": args.ordinal_sigma,
                     "confusion_matrix": metrics["confusion_matrix"],
                 }
             )

@@ -37,7 +37,13 @@ def _train_stellar(args: argparse.Namespace, workdir: Path) -> dict:
     defaults = StellarTrainConfig()
     config = StellarTrainConfig(
         data_dir=Path(args.data) if args.data else defaults.data_dir,
-        data=StellarDataConfig(per_class=args.per_class, seed=args.seed),
+        data=StellarDataConfig(
+            per_class=args.per_class,
+            seed=args.seed,
+            ordinal_sigma=StellarDataConfig.ordinal_sigma
+            if args.ordinal_sigma is None
+            else args.ordinal_sigma,
+        ),
         train=TrainConfig(
             epochs=args.epochs or defaults.train.epochs, seed=args.seed, batch_size=args.batch_size
         ),
@@ -194,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--per-class", type=int, default=1200, help="augmented training examples per class"
+    )
+    train.add_argument(
+        "--ordinal-sigma",
+        type=float,
+        default=None,
+        help="stellar: width in subtypes of the soft targets that put a late-F star partly "
+        "in G (0: one-hot letters; default: the recipe's)",
     )
     train.set_defaults(func=_train)
 

@@ -58,10 +58,16 @@ class TrainConfig:
 
 @dataclass
 class ArraySet:
-    """Features (N, ...) float32 and integer labels (N,)."""
+    """Features (N, ...) float32 and integer labels (N,).
+
+    ``targets`` (N, n_classes), optional: soft training targets (rows summing to 1) in
+    place of the one-hot labels, e.g. ordinal ones that put a late F9 star partly in G;
+    the labels still define accuracy, class weights and balancing.
+    """
 
     features: np.ndarray
     labels: np.ndarray
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -87,20 +93,20 @@ def class_weights(labels: np.ndarray, n_classes: int, mode: str) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def _loss(net, features, labels, weights, smoothing):
+def _loss(net, features, targets, weights, smoothing):
     logits = net(features)
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), smoothing)
+    targets = optax.smooth_labels(targets, smoothing)
     per_example = optax.softmax_cross_entropy(logits, targets) * weights
     loss = per_example.sum() / jnp.maximum(weights.sum(), 1e-9)
     return loss, logits
 
 
 @nnx.jit(static_argnames=("smoothing", "augment"))
-def _train_step(net, optimizer, features, labels, weights, key, smoothing, augment):
+def _train_step(net, optimizer, features, labels, targets, weights, key, smoothing, augment):
     if augment is not None:
         features = augment(key, features)
     grad_fn = nnx.value_and_grad(_loss, has_aux=True)
-    (loss, logits), grads = grad_fn(net, features, labels, weights, smoothing)
+    (loss, logits), grads = grad_fn(net, features, targets, weights, smoothing)
     optimizer.update(net, grads)
     correct = ((logits.argmax(-1) == labels) * (weights > 0)).sum()
     return loss, correct
@@ -277,6 +283,9 @@ def _run_epoch(
     started = time.perf_counter()
     loss_sum = correct_sum = seen = 0.0
     stopped = False
+    targets = train.targets
+    if targets is None:
+        targets = np.eye(len(weights), dtype=np.float32)[train.labels]
     bar = tqdm(
         range(steps_per_epoch),
         desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -292,6 +301,7 @@ def _run_epoch(
             optimizer,
             jnp.asarray(train.features[index]),
             jnp.asarray(labels),
+            jnp.asarray(targets[index]),
             jnp.asarray(weights[labels]),
             key,
             config.label_smoothing,

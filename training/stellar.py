@@ -154,6 +154,11 @@ def _balance(train_set: ArraySet, summary: dict, config: StellarTrainConfig):
         summary["gan_bundle"] = generator.bundle_id
     n_before = len(train_set)
     balanced, _ = balanced_set(config.balancing, train_set, generator, config.data.seed)
+    if train_set.targets is not None and balanced is not train_set:
+        # the balancers keep the original rows first; synthetic rows get one-hot targets
+        assert np.array_equal(balanced.labels[:n_before], train_set.labels)
+        one_hot = np.eye(len(MK_CLASSES), dtype=np.float32)[balanced.labels[n_before:]]
+        balanced.targets = np.concatenate([train_set.targets, one_hot])
     summary["synthetic_examples"] = len(balanced) - n_before
     summary["examples_per_class"] = {
         MK_CLASSES[i]: int(n) for i, n in enumerate(np.bincount(balanced.labels, minlength=7))

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.special import ndtr
 from tqdm.auto import tqdm
 
 from models.io import Spectrum, read_spectrum
@@ -63,6 +65,63 @@ class StellarDataConfig:
     seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_sizes: str = "equal"
+    ordinal_sigma: float = 0.0
+
+
+#: Column of each data folder's index.csv that holds the spectral type with its subtype.
+SUBTYPE_COLUMNS = {
+    "pickles_1998": "spectral_type",
+    "jhc_atlas": "sptype",
+    "jhc_mk_dwarfs": "spectral_type",
+    "lamost": "pipeline_subclass",
+}
+
+
+def type_number(spectral_type: str) -> float | None:
+    """MK type on one axis, O0 = 0 ... M9 = 69, from ``"G2"``, ``"O9.5"``, ``"A1IV"``; the
+    Pickles ranges (``"A47"``: A4-7, ``"K01"``) give their middle, ``"M10"`` is M10.
+    None without a subtype digit."""
+    match = re.match(r"([OBAFGKM])(\d+(?:\.\d+)?)", spectral_type.strip())
+    if not match:
+        return None
+    letter, digits = match.groups()
+    if len(digits) == 2 and digits != "10":
+        subtype = (int(digits[0]) + int(digits[1])) / 2
+    else:
+        subtype = float(digits)
+    return MK_CLASSES.index(letter) * 10 + subtype
+
+
+def load_type_numbers(data_dir: Path) -> dict[str, float]:
+    """Manifest file -> :func:`type_number` of its subtype, from the folders' index.csv."""
+    numbers = {}
+    for folder, column in SUBTYPE_COLUMNS.items():
+        index = data_dir / folder / "index.csv"
+        if not index.exists():
+            continue
+        with open(index, newline="") as handle:
+            for row in csv.DictReader(handle):
+                number = type_number(row.get(column) or "")
+                if number is not None:
+                    numbers[f"{folder}/{row['file']}"] = number
+    return numbers
+
+
+def ordinal_targets(mk_class: str, number: float | None, sigma: float) -> np.ndarray:
+    """Soft target over the MK letters: a Gaussian of width ``sigma`` subtypes centred on
+    the star's subtype (the middle of its subtype bin), integrated over each letter's ten
+    subtypes (O and M open-ended). An F9 star with ``sigma=1`` gets 0.69 F and 0.31 G; an
+    F5 star is all F. The letter of the manifest always keeps the largest share."""
+    target = np.zeros(len(MK_CLASSES), np.float32)
+    letter = MK_CLASSES.index(mk_class)
+    if number is None or sigma <= 0 or int(number // 10) != letter:
+        target[letter] = 1.0
+        return target
+    centre = np.clip(number + 0.5, 10 * letter + 0.25, 10 * letter + 9.75)
+    bounds = np.array([-np.inf, *[10.0 * k for k in range(1, len(MK_CLASSES))], np.inf])
+    cdf = ndtr((bounds - centre) / sigma)
+    target[:] = np.diff(cdf)
+    return target / target.sum()
 
 
 def _index_rows(data_dir: Path, folder: str, source: str, letter_column: str) -> list[dict]:
@@ -163,6 +222,7 @@ def build_augmented_set(
     spectra = read_rows(train_rows, data_dir)
     rng = np.random.default_rng(config.seed)
     features, labels = [], []
+    numbers = load_type_numbers(data_dir) if config.ordinal_sigma > 0 else {}
     jobs = []
     counts = Counter(row.mk_class for row in train_rows)
     largest = max(counts.values(), default=0)
@@ -194,7 +254,16 @@ def build_augmented_set(
         "seed": config.seed,
     }
     files = [train_rows[index].file for index, _ in jobs]
-    return ArraySet(np.stack(features), np.asarray(labels, np.int32)), files, summary
+    train_set = ArraySet(np.stack(features), np.asarray(labels, np.int32))
+    if config.ordinal_sigma > 0:
+        summary["ordinal_sigma"] = config.ordinal_sigma
+        train_set.targets = np.stack(
+            [
+                ordinal_targets(train_rows[index].mk_class, numbers.get(file), config.ordinal_sigma)
+                for (index, _), file in zip(jobs, files, strict=True)
+            ]
+        )
+    return train_set, files, summary
 
 
 def build_eval_set(

@@ -14,7 +14,10 @@ from training.stellar_data import (
     StellarDataConfig,
     build_training_set,
     load_manifest,
+    load_type_numbers,
     make_manifest,
+    ordinal_targets,
+    type_number,
 )
 
 
@@ -36,6 +39,47 @@ def test_training_set_balances_classes_and_real_fraction(data_dir):
     assert train_set.features.shape == (40, 256, 2)
     assert summary["examples_per_class"] == {"O": 20, "G": 20}
     assert np.isfinite(train_set.features).all()
+
+
+def test_type_numbers_from_every_index(data_dir):
+    assert type_number("F9") == 39 and type_number("G0") == 40 and type_number("O9.5") == 9.5
+    assert type_number("A1IV") == 21 and type_number("M10") == 70
+    assert type_number("A47") == 25.5 and type_number("K01") == 50.5  # Pickles ranges
+    assert type_number("Non") is None and type_number("") is None
+    numbers = load_type_numbers(data_dir)
+    rows = load_manifest(data_dir / "manifests" / "stellar.csv")
+    missing = [row.file for row in rows if row.file not in numbers]
+    assert len(missing) <= 3, missing  # every row but a few LAMOST files without a subclass
+    for row in rows:
+        if row.file in numbers and numbers[row.file] < 70:
+            assert MK_CLASSES[int(numbers[row.file] // 10)] == row.mk_class, row.file
+
+
+def test_ordinal_targets_share_only_near_a_boundary():
+    f9, f5, g0 = (
+        ordinal_targets(c, type_number(t), 1.0) for c, t in [("F", "F9"), ("F", "F5"), ("G", "G0")]
+    )
+    assert np.allclose([f.sum() for f in (f9, f5, g0)], 1.0)
+    assert f9.argmax() == 3 and 0.25 < f9[4] < 0.35  # F9: mostly F, partly G
+    assert f5[3] > 0.999
+    assert np.allclose(g0, f9[[0, 1, 2, 4, 3, 5, 6]])  # G0 mirrors F9
+    assert ordinal_targets("O", 9.5, 1.0).argmax() == 0  # the letter keeps the most
+    assert np.array_equal(ordinal_targets("K", 55.0, 0.0), np.eye(7)[5])
+    assert np.array_equal(ordinal_targets("K", None, 1.0), np.eye(7)[5])
+
+
+def test_training_set_carries_ordinal_targets(data_dir):
+    rows = load_manifest(data_dir / "manifests" / "stellar.csv")
+    subset = [r for r in rows if r.mk_class in ("F", "G")][::4]
+    config = StellarDataConfig(per_class=20, ordinal_sigma=1.0)
+    train_set, summary = build_training_set(subset, data_dir, StellarPreprocess(n_pix=256), config)
+    assert train_set.targets.shape == (len(train_set), 7)
+    assert np.array_equal(train_set.targets.argmax(-1), train_set.labels)
+    assert (train_set.targets.max(-1) < 0.95).any() and summary["ordinal_sigma"] == 1.0
+    plain, _ = build_training_set(
+        subset, data_dir, StellarPreprocess(n_pix=256), replace(config, ordinal_sigma=0.0)
+    )
+    assert plain.targets is None
 
 
 def test_train_evaluate_round_trip(data_dir, tmp_path):
