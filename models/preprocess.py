@@ -262,6 +262,36 @@ def pseudo_continuum(flux: np.ndarray, coverage: np.ndarray, window: int) -> np.
     return np.maximum(smooth, floor if floor > 0 else 1.0)
 
 
+#: Most padded pixels (rows x longest input) in one group of ``apply_many``: 32 MB per
+#: float64 array, whatever the batch size or the length of a user's text spectrum.
+MAX_GROUP_PIXELS = 1 << 22
+#: Longest input of a group, relative to its shortest (bounds the padding).
+MAX_GROUP_SPREAD = 1.25
+
+
+def batch_groups(spectra: list[Spectrum]) -> list[list[int]]:
+    """Indices of ``spectra`` in groups for :func:`resample_many`: one flux dtype per group,
+    lengths within ``MAX_GROUP_SPREAD`` of each other, at most ``MAX_GROUP_PIXELS`` padded
+    pixels (a longer spectrum is a group of its own)."""
+    order = sorted(
+        range(len(spectra)), key=lambda i: (spectra[i].flux.dtype.str, spectra[i].flux.size)
+    )
+    groups: list[list[int]] = []
+    for i in order:
+        flux = spectra[i].flux
+        if groups:
+            first = spectra[groups[-1][0]].flux
+            if (
+                flux.dtype == first.dtype
+                and flux.size <= MAX_GROUP_SPREAD * first.size
+                and (len(groups[-1]) + 1) * flux.size <= MAX_GROUP_PIXELS
+            ):
+                groups[-1].append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
 def pseudo_continuum_many(flux: np.ndarray, coverage: np.ndarray, window: int) -> np.ndarray:
     """:func:`pseudo_continuum` of each row of ``flux`` (n, n_pix), equal bit for bit."""
     covered = coverage > 0.5
@@ -336,11 +366,8 @@ class StellarPreprocess:
         """Features of many spectra, (n, n_pix, n_channels) float32, equal to ``apply`` of
         each bit for bit, at a fraction of the cost (see :func:`resample_many`)."""
         features = np.empty((len(spectra), self.n_pix, self.n_channels), np.float32)
-        by_dtype: dict[np.dtype, list[int]] = {}
-        for i, spectrum in enumerate(spectra):
-            by_dtype.setdefault(spectrum.flux.dtype, []).append(i)
         grid, edges = _grid_and_edges(self.wave_min, self.wave_max, self.n_pix)
-        for members in by_dtype.values():
+        for members in batch_groups(spectra):
             chosen = [spectra[i] for i in members]
             flux, coverage = resample_many(
                 [self._rest_wavelength(s) for s in chosen],

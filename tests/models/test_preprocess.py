@@ -6,7 +6,9 @@ import pytest
 from models.io import read_spectrum
 from models.io.base import Spectrum
 from models.preprocess import (
+    MAX_GROUP_PIXELS,
     StellarPreprocess,
+    batch_groups,
     build_preprocess,
     log_grid,
     resample,
@@ -158,3 +160,22 @@ def test_apply_many_equals_apply_on_real_spectra(data_dir, normalisation):
     assert many.shape == (len(spectra), pre.n_pix, pre.n_channels)
     for spectrum, features in zip(spectra, many, strict=True):
         assert np.array_equal(features, pre.apply(spectrum))
+
+
+def test_batch_groups_bound_the_padding_and_the_memory():
+    def spectrum(n, dtype=np.float64):
+        wavelength = np.linspace(3600.0, 9200.0, n)
+        return Spectrum(wavelength, np.ones(n, dtype), np.ones(n))
+
+    spectra = [spectrum(3904) for _ in range(2000)] + [spectrum(3909), spectrum(2799)]
+    spectra += [spectrum(3904, np.float32), spectrum(3_000_000), spectrum(12)]
+    groups = batch_groups(spectra)
+    assert sorted(i for group in groups for i in group) == list(range(len(spectra)))
+    for group in groups:
+        sizes = [spectra[i].flux.size for i in group]
+        assert len({spectra[i].flux.dtype for i in group}) == 1
+        assert max(sizes) <= 1.25 * min(sizes)
+        assert len(group) == 1 or len(group) * max(sizes) <= MAX_GROUP_PIXELS
+    # alone: the short one, the other dtype, the 3-million-pixel one, the 12-pixel one
+    assert all([i] in groups for i in (2001, 2002, 2003, 2004))
+    assert len(groups) == 6  # and 2,001 LAMOST-sized rows in two groups of <= 1,074
