@@ -8,6 +8,7 @@ preprocess files never import JAX.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -239,5 +240,30 @@ def preparation_pool(workers: int) -> ProcessPoolExecutor:
 
     ``spawn`` (not ``fork``) because the parent has JAX's threads running; the workers only
     import the readers and numpy, never JAX (this module and its imports stay free of it).
+    Each worker keeps the memory it frees (:func:`keep_freed_memory`).
     """
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"), initializer=keep_freed_memory
+    )
+
+
+#: glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory(mmap_below: int = 32 << 20, trim_above: int = 64 << 20) -> bool:
+    """Let glibc keep freed memory for reuse instead of returning it to the OS at once.
+
+    ``apply_many`` allocates a few MB per step for a batch of spectra. By default glibc
+    serves such blocks with fresh ``mmap``s, or trims them off the heap when freed, so every
+    step page-faults its arrays in again: about 80 faults per LAMOST spectrum, which cost
+    more than batching saves (0.40 ms per spectrum against 0.27 for ``apply``; 0.22 with
+    this setting). Blocks under ``mmap_below`` now come from the heap, which keeps up to
+    ``trim_above`` bytes of free memory. Returns False where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_below) and mallopt(_M_TRIM_THRESHOLD, trim_above))

@@ -56,6 +56,7 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
 
 async def _measure(args: argparse.Namespace) -> dict:
     from models.inference import load_default_predictors, result_object
+    from models.prepare import keep_freed_memory
     from serving.preparing import PreparePool
     from serving.service import _InMemoryMultiPartParser
     from serving.uploads import expand_uploads
@@ -66,6 +67,7 @@ async def _measure(args: argparse.Namespace) -> dict:
     sources = sorted((REPO / "data" / "lamost").rglob("*.fits"))
     files = [sources[i % len(sources)] for i in range(args.files)]
     body, headers = _body(files)
+    keep_freed_memory()  # as the service's workers do
     pool = PreparePool(args.processes)
     pool.warm()
     # the preparation processes (and multiprocessing's idle resource tracker), listed once:

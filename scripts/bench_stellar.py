@@ -23,6 +23,7 @@ import numpy as np
 from models.bundle import load_bundle
 from models.inference import classify_files, preparation_pool
 from models.io import read_spectrum
+from models.prepare import keep_freed_memory
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,6 +52,7 @@ def main() -> None:
     files = [sources[i % len(sources)] for i in range(args.files)]
     predictor = load_bundle(args.bundle)
     pre = predictor.preprocess
+    keep_freed_memory()  # as `skysort classify`, the service and the survey workers do
 
     def read_only():
         for f in files:

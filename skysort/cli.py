@@ -116,7 +116,9 @@ def _classify(args: argparse.Namespace) -> int:
 
     from models.bundle import load_bundle
     from models.inference import classify_files, load_default_predictors, preparation_pool
+    from models.prepare import keep_freed_memory
 
+    keep_freed_memory()  # batched preprocessing without page faults (and in the pool's workers)
     if args.bundle:
         predictor = load_bundle(args.bundle)
         predictors = {predictor.task: predictor}

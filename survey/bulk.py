@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 from tqdm.auto import tqdm
 
-from models.prepare import prepare_paths
+from models.prepare import keep_freed_memory, prepare_paths
 from survey.otype import spectrum_files
 
 DEFAULT_PARTITION_SIZE = 256
@@ -89,6 +89,8 @@ class PredictorPlugin(WorkerPlugin):
         with self._lock:
             if self._predictors is None:
                 from models.bundle import load_bundle
+
+                keep_freed_memory()  # batched preprocessing without page faults
 
                 self._predictors = {
                     task: load_bundle(path, self.buckets) for task, path in self.bundles.items()

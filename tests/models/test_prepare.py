@@ -90,3 +90,12 @@ def test_a_reader_fault_costs_only_its_file(mixed_inputs, monkeypatch):
     assert faults == [(victim, "reader bug")]
     assert many[3].error == f"{victim.name}: fault" and many[3].features is None
     assert many[2].features is not None and many[4].features is not None
+
+
+def test_keep_freed_memory_sets_glibc_thresholds_or_says_it_cannot():
+    import ctypes.util
+
+    from models.prepare import keep_freed_memory
+
+    is_glibc = ctypes.util.find_library("c") == "libc.so.6"
+    assert keep_freed_memory() is is_glibc
