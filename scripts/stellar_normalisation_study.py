@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument(
         "--ordinal-sigma", type=float, default=0.0, help="soft ordinal targets (subtypes)"
     )
+    parser.add_argument(
+        "--ordinal-sources", nargs="+", default=None, help="sources with soft targets"
+    )
     parser.add_argument("--out", default="reports/normalisation_study")
     args = parser.parse_args()
     rows = []
@@ -62,6 +65,11 @@ def main() -> None:
                     seed=seed,
                     real_fraction=args.real_fraction,
                     ordinal_sigma=args.ordinal_sigma,
+                    **(
+                        {"ordinal_sources": tuple(args.ordinal_sources)}
+                        if args.ordinal_sources
+                        else {}
+                    ),
                     augment=config_from_dict(
                         {**config_to_dict(AugmentConfig()), **json.loads(args.augment)}
                     ),

@@ -60,6 +60,8 @@ class StellarDataConfig:
         ordinal_sigma: width in subtypes of the soft targets (:func:`ordinal_targets`)
             that tell the network how close a star is to the next letter; 0 trains on
             one-hot letters. 1.0 was chosen by cross-validation (README, "Stellar model").
+        ordinal_sources: the manifest sources whose spectra get soft targets (all by
+            default; LAMOST alone was measured and not kept, README "Stellar model").
     """
 
     per_class: int = 1200
@@ -69,6 +71,7 @@ class StellarDataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     class_sizes: str = "equal"
     ordinal_sigma: float = 1.0
+    ordinal_sources: tuple[str, ...] = ("lamost", "pickles", "jhc_atlas", "jhc_dwarfs")
 
 
 #: Column of each data folder's index.csv that holds the spectral type with its subtype.
@@ -262,7 +265,13 @@ def build_augmented_set(
         summary["ordinal_sigma"] = config.ordinal_sigma
         train_set.targets = np.stack(
             [
-                ordinal_targets(train_rows[index].mk_class, numbers.get(file), config.ordinal_sigma)
+                ordinal_targets(
+                    train_rows[index].mk_class,
+                    numbers.get(file)
+                    if train_rows[index].source in config.ordinal_sources
+                    else None,
+                    config.ordinal_sigma,
+                )
                 for (index, _), file in zip(jobs, files, strict=True)
             ]
         )

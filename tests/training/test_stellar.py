@@ -12,6 +12,7 @@ from training.stellar import StellarTrainConfig, evaluate_stellar, train_stellar
 from training.stellar_data import (
     MK_CLASSES,
     StellarDataConfig,
+    build_augmented_set,
     build_training_set,
     load_manifest,
     load_type_numbers,
@@ -80,6 +81,13 @@ def test_training_set_carries_ordinal_targets(data_dir):
         subset, data_dir, StellarPreprocess(n_pix=256), replace(config, ordinal_sigma=0.0)
     )
     assert plain.targets is None
+    only_lamost = replace(config, ordinal_sources=("lamost",))
+    soft, files, _ = build_augmented_set(
+        subset, data_dir, StellarPreprocess(n_pix=256), only_lamost
+    )
+    one_hot = soft.targets.max(-1) == 1.0
+    assert all(one_hot[i] for i, f in enumerate(files) if not f.startswith("lamost/"))
+    assert not all(one_hot[i] for i, f in enumerate(files) if f.startswith("lamost/"))
 
 
 def test_train_evaluate_round_trip(data_dir, tmp_path):
