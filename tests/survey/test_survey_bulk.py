@@ -136,7 +136,7 @@ def test_resume_after_an_interrupted_run(runs, client, inputs, tmp_path):
             progress=False,
             on_partition=interrupt,
         )
-    _wait_until_idle(client)
+    _wait_until_idle(client, out)
     parts = sorted(out.glob("part-*.parquet"))
     assert 3 <= len(parts) < 16
     for part in parts:
@@ -153,12 +153,25 @@ def test_resume_after_an_interrupted_run(runs, client, inputs, tmp_path):
     assert (again.skipped, again.classified, again.partitions) == (127, 0, 0)
 
 
-def _wait_until_idle(client: Client, timeout_s: float = 30.0) -> None:
-    """Let tasks still running after the interruption finish (their parts are written)."""
+def _wait_until_idle(client: Client, out: Path, timeout_s: float = 30.0) -> None:
+    """Let tasks still running after the interruption finish (their parts are written).
+
+    A cancelled task that is already running on a worker is no longer listed by the
+    scheduler but still writes its part, so the parts must also stop changing: the same
+    set for a second, with no half-written ``.part`` file.
+    """
     deadline = time.monotonic() + timeout_s
     while any(client.processing().values()):
         assert time.monotonic() < deadline
         time.sleep(0.1)
+    seen = None
+    while True:
+        current = sorted(p.name for p in out.iterdir()) if out.exists() else []
+        if current == seen and not any(name.startswith(".") for name in current):
+            return
+        assert time.monotonic() < deadline
+        seen = current
+        time.sleep(1.0)
 
 
 def test_list_inputs_from_folder_and_list(data_dir, inputs):
