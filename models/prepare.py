@@ -133,7 +133,8 @@ def prepare_many(
 
     The stellar spectra among them are preprocessed together
     (:meth:`~models.preprocess.StellarPreprocess.apply_many`: the same features bit for
-    bit, at about three quarters of the cost). ``on_fault``: turns an unexpected exception
+    bit, at about four fifths of the cost in a process that has called
+    :func:`keep_freed_memory`). ``on_fault``: turns an unexpected exception
     of one file's reader into that file's result, so that the others still get theirs;
     without it, the exception propagates.
     """
