@@ -245,21 +245,10 @@ def pseudo_continuum(flux: np.ndarray, coverage: np.ndarray, window: int) -> np.
     """Upper envelope of the flux: a running 90th percentile over ``window`` pixels, smoothed.
 
     Computed on covered pixels only (uncovered ones are filled by interpolation first) so
-    that the edges of the coverage do not pull the continuum down.
+    that the edges of the coverage do not pull the continuum down. One spectrum of
+    :func:`pseudo_continuum_many`.
     """
-    covered = coverage > 0.5
-    n_covered = np.count_nonzero(covered)
-    if n_covered < 2:
-        return np.ones_like(flux)
-    if n_covered == flux.size:
-        filled = flux
-    else:
-        index = np.arange(flux.size)
-        filled = np.interp(index, index[covered], flux[covered])
-    envelope = ndimage.percentile_filter(filled, 90, size=window, mode="nearest")
-    smooth = ndimage.uniform_filter1d(envelope, size=window, mode="nearest")
-    floor = 1e-3 * np.max(np.abs(smooth))
-    return np.maximum(smooth, floor if floor > 0 else 1.0)
+    return pseudo_continuum_many(flux[None, :], coverage[None, :], window)[0]
 
 
 #: Most padded pixels (rows x longest input) in one group of ``apply_many``: 32 MB per
@@ -293,7 +282,9 @@ def batch_groups(spectra: list[Spectrum]) -> list[list[int]]:
 
 
 def pseudo_continuum_many(flux: np.ndarray, coverage: np.ndarray, window: int) -> np.ndarray:
-    """:func:`pseudo_continuum` of each row of ``flux`` (n, n_pix), equal bit for bit."""
+    """Upper envelope of each row of ``flux`` (n, n_pix): a running 90th percentile over
+    ``window`` pixels, smoothed, on the covered pixels (the others filled by interpolation
+    first); all ones for a row with fewer than two covered pixels."""
     covered = coverage > 0.5
     counts = np.count_nonzero(covered, axis=1)
     filled = flux.copy()
@@ -349,10 +340,7 @@ class StellarPreprocess:
 
     def apply(self, spectrum: Spectrum) -> np.ndarray:
         """Features of one spectrum, float32 of shape (n_pix, n_channels)."""
-        wavelength = spectrum.wavelength
-        redshift = spectrum.meta.get("redshift")
-        if self.rest_frame and redshift is not None and abs(redshift) < 0.01:
-            wavelength = wavelength / (1.0 + redshift)
+        wavelength = self._rest_wavelength(spectrum)
         grid, edges = _grid_and_edges(self.wave_min, self.wave_max, self.n_pix)
         flux, coverage = resample(wavelength, spectrum.flux, spectrum.good, grid, edges)
         covered = coverage > 0.5
@@ -395,6 +383,7 @@ class StellarPreprocess:
         return features
 
     def _rest_wavelength(self, spectrum: Spectrum) -> np.ndarray:
+        """Wavelengths shifted to the rest frame when the redshift is stellar (|z| < 0.01)."""
         redshift = spectrum.meta.get("redshift")
         if self.rest_frame and redshift is not None and abs(redshift) < 0.01:
             return spectrum.wavelength / (1.0 + redshift)
