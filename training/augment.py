@@ -284,10 +284,23 @@ def truncate_coverage(
     ends = ("blue", "red", "both")[int(rng.integers(3))]
     start = rng.uniform(*blue_start_range)
     end = rng.uniform(*red_end_range)
+    return cut_coverage(
+        spectrum,
+        start if ends in ("blue", "both") else None,
+        end if ends in ("red", "both") else None,
+    )
+
+
+def cut_coverage(spectrum: Spectrum, start: float | None, end: float | None) -> Spectrum:
+    """The spectrum without its pixels below ``start`` and above ``end`` (Angstrom; None
+    keeps that end). A cut that would leave fewer than 2 pixels is not made.
+
+    Used with fixed limits to score a model on a survey's coverage, e.g. ``end=7427`` for
+    the JHC atlas (``scripts/stellar_normalisation_study.py --red-limit``)."""
     keep = np.ones(spectrum.wavelength.size, dtype=bool)
-    if ends in ("blue", "both"):
+    if start is not None:
         keep &= spectrum.wavelength >= start
-    if ends in ("red", "both"):
+    if end is not None:
         keep &= spectrum.wavelength <= end
     if np.count_nonzero(keep) < 2:
         return _new(spectrum)

@@ -46,6 +46,9 @@ class StellarTrainConfig:
     members: int = 1
     validation_fold: float = 0.0
     cross_validation: tuple[int, int] | None = None
+    #: the manifest source whose training rows ``validation_fold``/``cross_validation``
+    #: hold out: "lamost" (choosing settings) or "pickles" (unseen library standards)
+    validation_source: str = "lamost"
     batch_augment: bool = True
     #: Extra class balancing on top of ``data.class_sizes`` (see training/balance.py):
     #: "none", "smote", "gan" or "gan+smote"; the GAN ones add spectra from ``gan_bundle``.
@@ -54,23 +57,30 @@ class StellarTrainConfig:
 
 
 def split_validation(
-    rows: list[ManifestRow], fraction: float, seed: int, fold: tuple[int, int] | None = None
+    rows: list[ManifestRow],
+    fraction: float,
+    seed: int,
+    fold: tuple[int, int] | None = None,
+    source: str = "lamost",
 ) -> list[ManifestRow]:
-    """Move LAMOST training rows to a ``val`` split (for model selection, never the test split).
+    """Move training rows of ``source`` to a ``val`` split (for model selection, never the
+    test split).
 
-    With ``fold=(k, n)`` the LAMOST training rows are dealt into ``n`` seeded folds and fold
-    ``k`` becomes ``val`` (cross-validation); otherwise each row goes to ``val`` with
+    With ``fold=(k, n)`` those rows are dealt into ``n`` seeded folds and fold ``k``
+    becomes ``val`` (cross-validation); otherwise each row goes to ``val`` with
     probability ``fraction``.
     """
     if fold is None and fraction <= 0:
         return rows
+    if not any(row.source == source for row in rows):
+        raise ValueError(f"no manifest rows of source {source!r} to validate on")
     rng = np.random.default_rng(seed + 1)
-    lamost = [i for i, row in enumerate(rows) if row.source == "lamost" and row.split == "train"]
+    members = [i for i, row in enumerate(rows) if row.source == source and row.split == "train"]
     if fold is not None:
-        order = rng.permutation(len(lamost))
-        chosen = {lamost[j] for j in order[fold[0] :: fold[1]]}
+        order = rng.permutation(len(members))
+        chosen = {members[j] for j in order[fold[0] :: fold[1]]}
     else:
-        chosen = {i for i in lamost if rng.uniform() < fraction}
+        chosen = {i for i in members if rng.uniform() < fraction}
     return [dataclasses.replace(r, split="val") if i in chosen else r for i, r in enumerate(rows)]
 
 
@@ -92,7 +102,13 @@ def train_stellar(config: StellarTrainConfig, workdir: Path, out: Path | None = 
     """
     data_dir = Path(config.data_dir)
     rows = load_manifest(Path(config.manifest))
-    rows = split_validation(rows, config.validation_fold, config.data.seed, config.cross_validation)
+    rows = split_validation(
+        rows,
+        config.validation_fold,
+        config.data.seed,
+        config.cross_validation,
+        config.validation_source,
+    )
     eval_split = "val" if any(row.split == "val" for row in rows) else "test"
     train_set, summary = build_training_set(rows, data_dir, config.preprocess, config.data)
     train_set, summary = _balance(train_set, summary, config)

@@ -20,6 +20,7 @@ from training.augment import (
     augment,
     config_from_dict,
     config_to_dict,
+    cut_coverage,
     degrade_resolution,
     mask_pixels,
     redden,
@@ -190,6 +191,20 @@ def test_truncate_coverage_limits_start_and_end() -> None:
         ends.append(cut.wavelength[-1])
     assert max(starts) > 4000.0 and min(ends) < 7500.0  # both ends do get cut
     assert min(starts) == spectrum.wavelength[0] and max(ends) == spectrum.wavelength[-1]
+
+
+def test_cut_coverage_fixed_limits() -> None:
+    spectrum = lamost_like()
+    red = cut_coverage(spectrum, None, 7427.0)
+    assert red.wavelength[-1] <= 7427.0 < spectrum.wavelength[-1]
+    assert red.wavelength[0] == spectrum.wavelength[0]
+    np.testing.assert_array_equal(red.flux, spectrum.flux[: red.flux.size])
+    both = cut_coverage(spectrum, 4000.0, 7000.0)
+    assert both.wavelength[0] >= 4000.0 and both.wavelength[-1] <= 7000.0
+    assert both.ivar.size == both.wavelength.size == both.flux.size
+    # a cut that would leave (almost) nothing is not made
+    kept = cut_coverage(spectrum, 9500.0, None)
+    assert kept.wavelength.size == spectrum.wavelength.size
 
 
 def all_steps_config() -> AugmentConfig:

@@ -4,11 +4,17 @@ from collections import Counter
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from models.bundle import load_bundle
 from models.preprocess import StellarPreprocess
 from training.loop import TrainConfig
-from training.stellar import StellarTrainConfig, evaluate_stellar, train_stellar
+from training.stellar import (
+    StellarTrainConfig,
+    evaluate_stellar,
+    split_validation,
+    train_stellar,
+)
 from training.stellar_data import (
     MK_CLASSES,
     StellarDataConfig,
@@ -30,6 +36,27 @@ def test_committed_manifest_matches_the_documented_split(data_dir):
     assert all(row.source == "lamost" for row in test)
     assert Counter(row.mk_class for row in test) == {"F": 10, "A": 8, "G": 8, "K": 8, "M": 3}
     assert {row.mk_class for row in committed if row.split == "train"} == set(MK_CLASSES)
+
+
+def test_validation_folds_of_one_source_cover_it_once(data_dir):
+    """Cross-validation folds hold out each training row of the chosen source exactly once
+    and never touch the test split or another source."""
+    rows = load_manifest(data_dir / "manifests" / "stellar.csv")
+    for source in ("lamost", "pickles"):
+        members = {row.file for row in rows if row.source == source and row.split == "train"}
+        seen: list[str] = []
+        for k in range(3):
+            folded = split_validation(rows, 0.0, 0, (k, 3), source)
+            held = [row for row in folded if row.split == "val"]
+            assert {row.source for row in held} == {source}
+            assert [r.split for r in folded if r.split == "test"] == [
+                r.split for r in rows if r.split == "test"
+            ]
+            assert abs(len(held) - len(members) / 3) < 1
+            seen += [row.file for row in held]
+        assert sorted(seen) == sorted(members)
+    with pytest.raises(ValueError, match="no manifest rows of source 'sdss'"):
+        split_validation(rows, 0.0, 0, (0, 3), "sdss")
 
 
 def test_training_set_balances_classes_and_real_fraction(data_dir):
