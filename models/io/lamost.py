@@ -175,7 +175,14 @@ def _coeff_wavelength(path: Path, header: Mapping[str, Any], n_pix: int) -> np.n
         raise SpectrumReadError(
             path, "no spectral axis: LAMOST header lacks the COEFF0/COEFF1 wavelength keywords"
         )
-    return _log_linear_grid(coeff0, coeff1, n_pix)
+    wavelength = _log_linear_grid(coeff0, coeff1, n_pix)
+    if n_pix and not (np.isfinite(wavelength[-1]) and wavelength[0] > 0 and coeff1 > 0):
+        raise SpectrumReadError(
+            path,
+            f"no spectral axis: COEFF0 = {coeff0:g} and COEFF1 = {coeff1:g} do not give "
+            "increasing, finite wavelengths",
+        )
+    return wavelength
 
 
 @functools.lru_cache(maxsize=64)
@@ -183,7 +190,8 @@ def _log_linear_grid(coeff0: float, coeff1: float, n_pix: int) -> np.ndarray:
     """``10**(coeff0 + coeff1 * i)``, read-only and cached: every LAMOST LRS file seen so
     far shares one (COEFF0, COEFF1) and a handful of lengths, and the power was a fifth
     of the cost of reading a file."""
-    wavelength = 10.0 ** (coeff0 + coeff1 * np.arange(n_pix, dtype=np.float64))
+    with np.errstate(over="ignore"):  # absurd coefficients are rejected by the caller
+        wavelength = 10.0 ** (coeff0 + coeff1 * np.arange(n_pix, dtype=np.float64))
     wavelength.setflags(write=False)
     return wavelength
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -190,6 +191,20 @@ def test_missing_coeff_keywords_is_no_spectral_axis(data_dir: Path, tmp_path: Pa
         hdus.writeto(tmp_path / "no-coeff.fits")
     with pytest.raises(SpectrumReadError, match="no-coeff.fits: no spectral axis.*COEFF0"):
         read_spectrum(tmp_path / "no-coeff.fits")
+
+
+@pytest.mark.parametrize("coeff1", [1e300, -1e-4, 0.0])
+def test_absurd_coeff_keywords_are_no_spectral_axis(
+    data_dir: Path, tmp_path: Path, coeff1: float
+) -> None:
+    """Coefficients that overflow or do not increase are named, without numpy warnings."""
+    with fits.open(data_dir / DR1_M0) as hdus:
+        hdus[0].header["COEFF1"] = coeff1
+        hdus.writeto(tmp_path / "bad-coeff.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(SpectrumReadError, match="bad-coeff.fits: no spectral axis: COEFF0"):
+            read_spectrum(tmp_path / "bad-coeff.fits")
 
 
 def test_lamost_header_with_three_rows_is_wrong_layout(data_dir: Path, tmp_path: Path) -> None:
