@@ -19,16 +19,14 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
+from types import SimpleNamespace
 
 from models.bundle import load_bundle
-from models.io import read_spectrum
 from models.preprocess import StellarPreprocess
 from training.augment import AugmentConfig, config_from_dict, config_to_dict, cut_coverage
 from training.loop import TrainConfig
 from training.stellar import StellarTrainConfig, split_validation, train_stellar
-from training.stellar_data import MK_CLASSES, StellarDataConfig, load_manifest
+from training.stellar_data import StellarDataConfig, build_eval_set, load_manifest
 
 CHOICES = ("median", "continuum", "median+continuum")
 
@@ -48,18 +46,12 @@ def _accuracy_cut(config: StellarTrainConfig, bundle: Path, red_limit: float) ->
         config.cross_validation,
         config.validation_source,
     )
-    held_out = [row for row in rows if row.split == "val"]
     predictor = load_bundle(bundle)
-    features = np.stack(
-        [
-            predictor.preprocess.apply(
-                cut_coverage(read_spectrum(config.data_dir / row.file), None, red_limit)
-            )
-            for row in held_out
-        ]
+    cut = SimpleNamespace(
+        apply=lambda spectrum: predictor.preprocess.apply(cut_coverage(spectrum, None, red_limit))
     )
-    labels = np.array([MK_CLASSES.index(row.mk_class) for row in held_out])
-    return float((predictor.predict(features).argmax(axis=1) == labels).mean())
+    held_out, _ = build_eval_set(rows, Path(config.data_dir), cut, "val")
+    return float((predictor.predict(held_out.features).argmax(axis=1) == held_out.labels).mean())
 
 
 def main() -> None:
