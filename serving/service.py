@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from models.inference import load_default_predictors, result_object
-from models.prepare import Prepared
+from models.prepare import Prepared, keep_freed_memory
 from models.preprocess import air_to_vacuum
 from serving.batching import MicroBatcher, Overloaded
 from serving.config import Settings
@@ -100,6 +100,7 @@ class Skysort:
         which took 2.3 s of the first Ondřejov upload in the container smoke test.
         """
         air_to_vacuum(np.array([6562.8]))
+        keep_freed_memory()  # a batch's MB-sized bodies and copies reuse the heap
         self.prepare_pool.warm()
         for predictor in self.predictors.values():
             predictor.predict(np.zeros((1, *predictor.feature_shape), np.float32))
