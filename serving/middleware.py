@@ -73,6 +73,9 @@ class RequireFileUploads:
             )
             await JSONResponse({"error": reason}, status_code=400)(scope, receive, send)
             return
+        if messages[-1]["type"] == "http.request":  # complete (not cut by a disconnect):
+            # replayed as one message, so that the form parser sees each part in one piece
+            messages = [{"type": "http.request", "body": body, "more_body": False}]
         if content_type.startswith(_MULTIPART):
             send = _MalformedFormRepair(scope, messages, send)
         await self.app(scope, _replayer(messages), send)

@@ -270,14 +270,60 @@ class Skysort:
 
 
 class _InMemoryMultiPartParser(MultiPartParser):
-    """Starlette's multipart parser, keeping file parts in memory up to the upload limit.
+    """Starlette's multipart parser, keeping each file part in memory as the bytes it
+    arrived in.
 
     Starlette spools a part over 1 MiB to a temporary file; the body is already in memory
-    (RequireFileUploads read it, within SKYSORT_MAX_UPLOAD_MB), so a tar of a night's
-    spectra would only be written to disk to be read back.
+    (RequireFileUploads read it, within SKYSORT_MAX_UPLOAD_MB, and replays it as one
+    message), so a tar of a night's spectra would only be written to disk to be read
+    back. Even in memory, its ``SpooledTemporaryFile`` copied every part in and out again,
+    a tenth of a batch worker's CPU (py-spy, session 8).
     """
 
     spool_max_size = SETTINGS.max_upload_bytes
+
+    def on_headers_finished(self) -> None:
+        super().on_headers_finished()
+        if self._current_part.file is not None:
+            self._current_part.file.file = _PartBuffer()
+
+
+class _PartBuffer:
+    """The file of an uploaded part: the chunks written to it, read back without a copy
+    when there is one chunk (the whole body arrives as one message)."""
+
+    _rolled = False  # what UploadFile checks: read and write here, not in a thread
+
+    def __init__(self):
+        self._chunks: list[bytes] = []
+        self._position = 0
+
+    def _value(self) -> bytes:
+        if len(self._chunks) > 1:
+            self._chunks = [b"".join(self._chunks)]
+        return self._chunks[0] if self._chunks else b""
+
+    def write(self, data: bytes) -> int:
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._position, 2: len(self._value())}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        value = self._value()
+        start = min(self._position, len(value))
+        end = len(value) if size is None or size < 0 else min(len(value), start + size)
+        self._position = end
+        return value if start == 0 and end == len(value) else value[start:end]
+
+    def close(self) -> None:
+        self._chunks = []
 
 
 async def _read_form(request: Request, max_files: int) -> FormData:

@@ -120,3 +120,23 @@ def test_settings_from_env():
         Settings.from_env({"SKYSORT_WORKERS": "two"})
     with pytest.raises(ValueError, match="must be positive"):
         Settings.from_env({"SKYSORT_MAX_INFLIGHT": "0"})
+
+
+def test_complete_body_is_replayed_as_one_message():
+    seen = []
+
+    async def handler(request):
+        async for chunk in request.stream():
+            seen.append(len(chunk))
+        return JSONResponse({})
+
+    app = _app((RequireFileUploads, {"max_body_bytes": None}), handler=handler)
+
+    def chunks():
+        for _ in range(5):
+            yield b"z" * 300
+
+    with TestClient(app) as client:
+        response = client.post("/classify_spectrum", content=chunks())
+    assert response.status_code == 200
+    assert [n for n in seen if n] == [1500]

@@ -302,3 +302,22 @@ def test_overloaded_batcher_answers_503_not_422(service, lamost_files, tmp_path)
         service.batchers["stellar"] = batcher
     assert ctx.response.status_code == 503
     assert body["error"].startswith("server busy: queued 2.5 s")
+
+
+def test_uploaded_part_buffer_reads_like_a_file():
+    from serving.service import _PartBuffer
+
+    one = _PartBuffer()
+    data = b"SIMPLE  =" * 100
+    one.write(data)
+    assert one.seek(0) == 0 and one.read() is data  # one chunk: handed over, not copied
+    several = _PartBuffer()
+    for piece in (b"abc", b"def", b"gh"):
+        several.write(piece)
+    several.seek(0)
+    assert several.read(4) == b"abcd" and several.tell() == 4
+    assert several.read() == b"efgh" and several.read() == b""
+    assert several.seek(-3, 2) == 5 and several.read(10) == b"fgh"
+    several.close()
+    several.seek(0)
+    assert several.read() == b""
