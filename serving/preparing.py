@@ -17,9 +17,10 @@ bytes to another process would cost more than it saves.
 The uploads reach the worker processes through blocks of shared memory that each pool
 keeps and reuses (:class:`SharedBlocks`), not through the executor's pipe: pickling a
 chunk's few MB and pushing them through a pipe cost 14-16 ms of CPU per 100 LAMOST files,
-against 1.8 ms for copying them into a block the worker process has already mapped
-(``scripts/batch_cost.py``; a fresh block per batch, tried in session 5, page-faulted in
-both processes and gained nothing). Where ``/dev/shm`` has no room (64 MiB in a default
+against 1.8 ms for copying them into a block the worker process has already mapped (a
+two-process micro-benchmark; ``scripts/batch_cost.py`` shows the worker's side halved). A
+fresh block per batch, tried in session 5, page-faulted in both processes and gained
+nothing. Where ``/dev/shm`` has no room (64 MiB in a default
 Docker container) the bytes go by pipe as before.
 
 This module must stay free of JAX and BentoML imports: the worker processes import it.
