@@ -277,10 +277,9 @@ class _InMemoryMultiPartParser(MultiPartParser):
     (RequireFileUploads read it, within SKYSORT_MAX_UPLOAD_MB, and replays it as one
     message), so a tar of a night's spectra would only be written to disk to be read
     back. Even in memory, its ``SpooledTemporaryFile`` copied every part in and out again,
-    a tenth of a batch worker's CPU (py-spy, session 8).
+    a tenth of a batch worker's CPU (py-spy, session 8). Each file part's spooled file is
+    therefore replaced by a :class:`_PartBuffer` before any data is written to it.
     """
-
-    spool_max_size = SETTINGS.max_upload_bytes
 
     def on_headers_finished(self) -> None:
         super().on_headers_finished()

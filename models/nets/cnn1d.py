@@ -40,8 +40,8 @@ class ConvBlock(nnx.Module):
         ``maximum``: XLA fuses it all into one loop over the pooled output. For the first
         block (2 input channels, 7 taps) that is 14 µs per spectrum against 100 µs for
         XLA's convolution followed by the fused BatchNorm + GELU + pooling loop, where
-        XLA's CPU backend does badly (``scripts/bench_stellar.py``; equal to float
-        rounding, a few 1e-6 on activations of order 10). Only at inference:
+        XLA's CPU backend does badly (timed block by block, README "Benchmarks"; equal
+        to float rounding, a few 1e-6 on activations of order 10). Only at inference:
         BatchNorm is then a fixed affine map, applied to each half alike.
         """
         kernel = self.conv.kernel[...]
