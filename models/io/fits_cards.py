@@ -1,4 +1,5 @@
-"""Fast reading of a FITS primary header's plain cards, checked against astropy.
+"""Fast reading of plain cards of FITS headers (the primary's, and the extensions' in a
+walk over the file), checked against astropy.
 
 Usage::
 
@@ -7,12 +8,14 @@ Usage::
     if primary is None:            # anything unusual: use astropy instead
         ...
     primary.values["COEFF0"], primary.data_offset
+    extensions = scan_extensions(content, primary, keys={"EXTNAME", "TTYPE1"})
 
 Why: astropy parses every card of a header into a Card object and re-reads its
 configuration on every value access, ~1 ms for a 150-card LAMOST header, which is more than
 the rest of the classify path together. Bulk classification needs a handful of cards, so
 this scanner looks at the keyword of each 80-character card and parses only the values
-asked for.
+asked for. The walk over extensions serves LAMOST's medium-resolution files, whose 17-21
+HDUs astropy took 10 ms to open.
 
 It is deliberately narrow: fixed-format-like cards with a string, logical, integer or real
 value, upper-case keywords, ASCII throughout and no CONTINUE (long-string) cards. Anything
@@ -24,7 +27,7 @@ reference: tests compare both on every real file and on generated cards.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +55,37 @@ class PrimaryCards:
 
     values: dict[str, Any]
     data_offset: int
+
+    @property
+    def data_size(self) -> int | None:
+        """Bytes of this HDU's data (no padding), from BITPIX, NAXISn, PCOUNT and GCOUNT,
+        which must have been read; None when they are missing or out of range."""
+        values = self.values
+        bitpix, naxis = values.get("BITPIX"), values.get("NAXIS")
+        if type(bitpix) is not int or bitpix not in (8, 16, 32, 64, -32, -64):
+            return None
+        if type(naxis) is not int or not 0 <= naxis <= _MAX_AXES:
+            return None
+        if naxis == 0:
+            return 0
+        axes = [values.get(f"NAXIS{axis}") for axis in range(1, naxis + 1)]
+        pcount, gcount = values.get("PCOUNT", 0), values.get("GCOUNT", 1)
+        if any(type(n) is not int or n < 0 for n in (*axes, pcount, gcount)):
+            return None
+        elements = 1
+        for n in axes:
+            elements *= n
+        return abs(bitpix) // 8 * gcount * (pcount + elements)
+
+
+#: most axes a header may have for the walk over extensions (tables have 2)
+_MAX_AXES = 9
+#: the cards that locate each HDU's data
+LAYOUT_KEYS = frozenset(
+    {"XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "EXTNAME"}
+    | {f"NAXIS{axis}" for axis in range(1, _MAX_AXES + 1)}
+)
+_XTENSION = b"XTENSION= "
 
 
 def parse_value(field: str) -> Any:
@@ -86,16 +120,54 @@ def scan_primary(content: bytes, keys: Collection[str]) -> PrimaryCards | None:
     """
     if not content.startswith(_SIMPLE):
         return None
-    end = content.find(_END)
+    return _scan(content, 0, keys)
+
+
+def scan_extensions(
+    content: bytes, primary: PrimaryCards, keys: Collection[str]
+) -> Iterator[PrimaryCards | None]:
+    """Read ``keys`` (and :data:`LAYOUT_KEYS`) from each extension header after the primary
+    HDU ``primary`` (:func:`scan_primary` with ``LAYOUT_KEYS``), one by one, so that a
+    caller can stop once it has the HDUs it wants. A None ends the walk: unusual.
+
+    The walk goes from header to header by each HDU's data size, so no data are read. It
+    yields None where :func:`scan_primary` would return None, and also when a header does
+    not start with ``XTENSION``, a size card is missing or invalid, or bytes other than a
+    header follow an HDU's data. An HDU whose data are cut off ends the walk without
+    None: callers check that the data they read are all there.
+    """
+    if isinstance(keys, frozenset) and keys >= LAYOUT_KEYS:
+        wanted = keys
+    else:
+        wanted = LAYOUT_KEYS | set(keys)
+    current: PrimaryCards | None = primary
+    while current is not None:
+        size = current.data_size
+        if size is None:
+            yield None
+            return
+        offset = current.data_offset + -(-size // BLOCK) * BLOCK
+        if offset >= len(content):
+            return
+        if not content.startswith(_XTENSION, offset):
+            yield None
+            return
+        current = _scan(content, offset, wanted)
+        yield current
+
+
+def _scan(content: bytes, offset: int, keys: Collection[str]) -> PrimaryCards | None:
+    """The scan of the header that starts at ``offset`` (a multiple of the block size)."""
+    end = content.find(_END, offset)
     while end != -1 and end % CARD:  # "END" must start a card
         end = content.find(_END, end + 1)
     if end == -1:
         return None
-    header = content[:end]
+    header = content[offset:end]
     if not header.isascii():
         return None
     text = header.decode("ascii")
-    wanted = set(keys)
+    wanted = keys if isinstance(keys, set | frozenset) else set(keys)
     values: dict[str, Any] = {}
     for start in range(0, len(text), CARD):
         keyword = text[start : start + 8].rstrip()

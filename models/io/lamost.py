@@ -29,6 +29,7 @@ Pixels with a nonzero AND mask get ivar 0. LAMOST wavelengths are vacuum (VACUUM
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,7 @@ from models.io.common import (
     table_column,
     vacuum_from_air,
 )
-from models.io.fits_cards import scan_primary
+from models.io.fits_cards import LAYOUT_KEYS, PrimaryCards, scan_extensions, scan_primary
 
 _SNR_KEYS = {band: (f"SN_{band.upper()}", f"SNR{band.upper()}") for band in "ugriz"}
 _MRS_BANDS = {"COADD_B": "B", "COADD_R": "R"}
@@ -73,6 +74,20 @@ _FAST_KEYS = frozenset(
     | {"COEFF0", "COEFF1", "VACUUM", *_META_KEYS}
 )
 _FAST_DTYPES = {-32: np.dtype(">f4"), -64: np.dtype(">f8")}
+#: primary-header cards the astropy-free MRS path reads
+_MRS_PRIMARY_KEYS = _FAST_KEYS | LAYOUT_KEYS
+
+_COLUMN_CARDS = ("TTYPE", "TFORM", "TSCAL", "TZERO", "TDIM")
+_COLUMN_NUMBERS = range(1, 1000)  # TFIELDS is at most 999
+#: cards the astropy-free MRS path reads from each extension (see _read_mrs_fast)
+_TABLE_KEYS = frozenset(
+    LAYOUT_KEYS
+    | {"TFIELDS", "THEAP", "SNR"}
+    | {f"{card}{n}" for card in _COLUMN_CARDS for n in _COLUMN_NUMBERS}
+)
+#: scalar binary-table columns (repeat count 1) as stored: FITS letter -> numpy type
+_TFORM_DTYPES = {"E": ">f4", "D": ">f8", "I": ">i2", "J": ">i4", "K": ">i8", "B": "u1"}
+_SCALAR_TFORM = re.compile(r"1?([EDIJKB])")
 
 
 def identify(head: bytes, path: Path | None = None) -> bool:
@@ -92,6 +107,8 @@ def read(path: Path, content: bytes | None = None) -> Spectrum:
     path = Path(path)
     content = load_content(path) if content is None else content
     fast = _read_lrs_image_fast(path, content)
+    if fast is None:
+        fast = _read_mrs_fast(path, content)
     if fast is not None:
         return fast
     with open_fits(path, content) as hdus:
@@ -249,6 +266,111 @@ def _read_mrs(path: Path, hdus: fits.HDUList) -> Spectrum:
     meta = _header_meta(header, "lamost_mrs")
     meta.update(resolution="medium", snr=snr, wavelength_source="LOGLAM columns")
     return _finish(path, header, wavelength, flux, ivar, meta)
+
+
+def _read_mrs_fast(path: Path, content: bytes) -> Spectrum | None:
+    """The MRS layout without astropy, or None when the file is anything else.
+
+    astropy parsed all 17-21 headers of a ``med-*`` file (two coadds and the single
+    exposures) and decoded the coadd tables through its column machinery: 10 ms per file,
+    twenty times an LRS file. Here :func:`models.io.fits_cards.scan_extensions` walks the
+    headers, and the COADD_B / COADD_R rows are read with numpy from the bytes. Tables
+    with anything but scalar float or integer columns, scaled columns (TSCAL/TZERO), a
+    heap, a band that appears twice, a column missing, or data cut off return None and go
+    through astropy as before, which names any problem. Tests check that both paths give
+    identical spectra. As for the LRS image path, the single-exposure HDUs after the
+    coadds are not looked at: a damaged exposure does not stop the coadds from being read
+    here, and a second COADD_B after both coadds is not seen (astropy's path would append
+    it; one before them sends the file to astropy).
+    """
+    primary = scan_primary(content, _MRS_PRIMARY_KEYS)
+    if (
+        primary is None
+        or primary.values.get("NAXIS") != 0
+        or primary.values.get("TELESCOP") != "LAMOST"
+    ):
+        return None
+    parts, snr, seen = [], {}, set()
+    for hdu in scan_extensions(content, primary, _TABLE_KEYS):
+        if hdu is None:
+            return None
+        band = _MRS_BANDS.get(str(hdu.values.get("EXTNAME", "")).strip().upper())
+        if band is None:
+            continue
+        if band in seen:
+            return None
+        seen.add(band)
+        if hdu.values.get("NAXIS2", 0) != 0 and not _add_band(content, hdu, band, parts, snr):
+            return None
+        if len(seen) == len(_MRS_BANDS):
+            break  # the single exposures that follow are not needed
+    if not parts:
+        return None
+    wavelength, flux, ivar = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
+    meta = _header_meta(primary.values, "lamost_mrs")
+    meta.update(resolution="medium", snr=snr, wavelength_source="LOGLAM columns")
+    return _finish(path, primary.values, wavelength, flux, ivar, meta)
+
+
+def _add_band(
+    content: bytes, hdu: PrimaryCards, band: str, parts: list, snr: dict[str, float]
+) -> bool:
+    """Append one coadd's (wavelength, flux, ivar) to ``parts`` as :func:`_read_mrs` does;
+    False when the table is not one the fast path reads."""
+    table = _table_rows(content, hdu)
+    if table is None or not {"FLUX", "IVAR", "LOGLAM", "ANDMASK"} <= set(table.dtype.names):
+        return False
+    loglam, flux, ivar = (_as_read(table[name]) for name in ("LOGLAM", "FLUX", "IVAR"))
+    ivar = np.where(table["ANDMASK"] != 0, 0.0, ivar)
+    parts.append((10.0**loglam, flux, ivar))
+    band_snr = header_float(hdu.values, "SNR")
+    if band_snr is not None:
+        snr[band] = band_snr
+    return True
+
+
+def _table_rows(content: bytes, hdu: PrimaryCards) -> np.ndarray | None:
+    """The rows of a binary table of scalar columns (upper-case names), or None."""
+    values = hdu.values
+    fields = values.get("TFIELDS")
+    if (
+        values.get("XTENSION") != "BINTABLE"
+        or values.get("NAXIS") != 2
+        or values.get("BITPIX") != 8
+        or values.get("PCOUNT", 0) != 0
+        or values.get("GCOUNT", 1) != 1
+        or "THEAP" in values
+        or type(fields) is not int
+        or not 1 <= fields <= 999
+    ):
+        return None
+    columns = []
+    for n in range(1, fields + 1):
+        name, form = values.get(f"TTYPE{n}"), values.get(f"TFORM{n}")
+        if not isinstance(name, str) or not isinstance(form, str) or not name.strip():
+            return None
+        if any(f"{card}{n}" in values for card in ("TSCAL", "TZERO", "TDIM")):
+            return None
+        match = _SCALAR_TFORM.fullmatch(form.strip())
+        if match is None:
+            return None
+        columns.append((name.strip().upper(), _TFORM_DTYPES[match.group(1)]))
+    if len({name for name, _ in columns}) != len(columns):
+        return None
+    dtype = np.dtype(columns)
+    rows = values.get("NAXIS2")
+    if dtype.itemsize != values.get("NAXIS1") or type(rows) is not int:
+        return None
+    if len(content) < hdu.data_offset + rows * dtype.itemsize:
+        return None
+    return np.frombuffer(content, dtype, rows, hdu.data_offset)
+
+
+def _as_read(column: np.ndarray) -> np.ndarray:
+    """A column as :func:`models.io.common.table_column` returns it (floats as float64)."""
+    if column.dtype.kind == "f":
+        return column.astype(np.float64)
+    return column.astype(column.dtype.newbyteorder("="))
 
 
 def _column(path: Path, hdu: Hdu, name: str) -> np.ndarray:

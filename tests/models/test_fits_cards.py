@@ -1,7 +1,8 @@
-"""The astropy-free LAMOST header path must agree with astropy, or step aside.
+"""The astropy-free LAMOST paths (LRS image, MRS tables) must agree with astropy, or step
+aside.
 
 Every real LAMOST file is read both ways and compared exactly; generated cards are parsed
-by both parsers; unusual headers must make the fast path decline (None), never guess.
+by both parsers; unusual headers must make the fast paths decline (None), never guess.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from models.io import lamost, read_spectrum
 from models.io.base import SpectrumReadError
-from models.io.fits_cards import parse_value, scan_primary
+from models.io.fits_cards import LAYOUT_KEYS, parse_value, scan_extensions, scan_primary
 
 KEY = "TESTKEY"
 
@@ -31,6 +32,7 @@ def _lamost_files(data_dir: Path) -> list[Path]:
 
 def _astropy_only(monkeypatch) -> None:
     monkeypatch.setattr(lamost, "_read_lrs_image_fast", lambda path, content: None)
+    monkeypatch.setattr(lamost, "_read_mrs_fast", lambda path, content: None)
 
 
 def _same_spectrum(a, b) -> None:
@@ -50,9 +52,10 @@ def test_every_real_lamost_file_reads_the_same_without_astropy(data_dir, monkeyp
         if path.name.endswith(".gz"):
             content = gzip.decompress(content)
         taken += lamost._read_lrs_image_fast(path, content) is not None
+        taken += lamost._read_mrs_fast(path, content) is not None
         fast[path] = read_spectrum(path)
     medium = [path for path in files if path.name.startswith("med-")]
-    assert medium and taken == len(files) - len(medium)  # every LRS file takes the fast path
+    assert medium and taken == len(files)  # every file takes a fast path
     _astropy_only(monkeypatch)
     for path in files:
         _same_spectrum(fast[path], read_spectrum(path))
@@ -127,6 +130,88 @@ def test_truncated_file_gets_astropys_message(data_dir, derive_file, monkeypatch
     with pytest.raises(SpectrumReadError) as slow:
         read_spectrum(broken)
     assert str(fast.value) == str(slow.value)
+
+
+def _medium(data_dir: Path) -> Path:
+    return next(p for p in _lamost_files(data_dir) if p.name.startswith("med-"))
+
+
+def test_walk_over_extensions_finds_astropys_hdus(data_dir):
+    path = _medium(data_dir)
+    content = path.read_bytes()
+    primary = scan_primary(content, LAYOUT_KEYS)
+    walked = list(scan_extensions(content, primary, ["TFIELDS"]))
+    with fits.open(path) as hdus:
+        assert len(walked) == len(hdus) - 1 > 10
+        for hdu, ours in zip(hdus[1:], walked, strict=True):
+            assert ours.values["EXTNAME"] == hdu.name
+            assert ours.values["TFIELDS"] == hdu.header["TFIELDS"]
+            assert ours.data_offset == hdu.fileinfo()["datLoc"]
+            assert ours.data_size == hdu.header["NAXIS1"] * hdu.header["NAXIS2"]
+    # bytes that are not a header after the last HDU's data: unusual
+    assert list(scan_extensions(content + b"x" * 2880, primary, []))[-1] is None
+
+
+def _medium_rewritten(path: Path, edit) -> bytes:
+    with fits.open(path) as hdus:
+        copies = fits.HDUList([hdu.copy() for hdu in hdus])
+    edit(copies)
+    buffer = io.BytesIO()
+    copies.writeto(buffer)
+    return buffer.getvalue()
+
+
+def _vector_flux(hdus) -> None:
+    table = hdus[1]
+    columns = [
+        fits.Column(name=c.name, format="2E", array=np.repeat(table.data[c.name][:, None], 2, 1))
+        if c.name == "FLUX"
+        else fits.Column(name=c.name, format=c.format, array=table.data[c.name])
+        for c in table.columns
+    ]
+    hdus[1] = fits.BinTableHDU.from_columns(columns, header=table.header)
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda hdus: hdus[1].header.set("TZERO4", 32768), "scaled (unsigned) column"),
+        (_vector_flux, "array column"),
+        (lambda hdus: hdus.insert(2, hdus[1].copy()), "COADD_B twice before COADD_R"),
+        (lambda hdus: hdus[0].header.set("TELESCOP", "SDSS 2.5-M"), "another telescope"),
+        (lambda hdus: hdus[2].header.set("SNR", complex(1, 2)), "a value it cannot read"),
+    ],
+)
+def test_unusual_medium_resolution_files_go_through_astropy(data_dir, edit, reason):
+    path = _medium(data_dir)
+    assert lamost._read_mrs_fast(path, _medium_rewritten(path, lambda hdus: None)) is not None
+    assert lamost._read_mrs_fast(path, _medium_rewritten(path, edit)) is None, reason
+
+
+def test_medium_resolution_file_cut_in_its_coadds_gets_astropys_message(
+    data_dir, derive_file, monkeypatch
+):
+    source = _medium(data_dir)
+    with fits.open(source) as hdus:
+        red_end = hdus[2].fileinfo()["datLoc"] + hdus[2].header["NAXIS2"] * 16
+    broken = derive_file(source, lambda raw: raw[: red_end - 1000], name="cut.fits")
+    assert lamost._read_mrs_fast(broken, broken.read_bytes()) is None
+    with pytest.raises(SpectrumReadError, match="truncated") as fast:
+        read_spectrum(broken)
+    _astropy_only(monkeypatch)
+    with pytest.raises(SpectrumReadError) as slow:
+        read_spectrum(broken)
+    assert str(fast.value) == str(slow.value)
+
+
+def test_medium_resolution_file_cut_after_its_coadds_is_read(data_dir, derive_file):
+    """As for the LRS image, what follows the spectrum (here the single exposures) is not
+    looked at: the coadds are read, and equal the intact file's."""
+    source = _medium(data_dir)
+    with fits.open(source) as hdus:
+        exposures = hdus[3].fileinfo()["datLoc"]
+    broken = derive_file(source, lambda raw: raw[: exposures + 100], name="cut.fits")
+    _same_spectrum(read_spectrum(broken), read_spectrum(source))
 
 
 def test_header_without_end_declines():
