@@ -28,6 +28,8 @@ class Settings:
     #: processes (per worker) that read and preprocess the files of a large batch in
     #: parallel; 1 prepares every batch in a thread of the worker
     batch_processes: int = 2
+    #: threads of each worker's XLA CPU runtime (its intra-op and dispatch pools)
+    xla_threads: int = 1
     #: most rows the micro-batcher sends to the network at once
     max_batch_size: int = 256
     #: longest a request may wait in the batching queue before it gets 503
@@ -64,3 +66,26 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+def start_jax(threads: int) -> None:
+    """Create this process's JAX client with ``threads`` threads in XLA's CPU pools.
+
+    XLA sizes those pools from ``PJRT_NPROC`` (else one thread per core) when the client
+    is created, so the variable is set for that moment only and then restored: nothing
+    else in the process sees it. A client created earlier (in-process tests) is kept as it
+    is. One thread per service worker is the default: the workers and their preparation
+    processes keep every core busy under load, and a batch split over two threads cost
+    more CPU (A/B load tests: 90.2-95.3 against 91.0-97.1 ms of server CPU per 100-file
+    request, docs/service.md). Set ``PJRT_NPROC`` yourself to override it.
+    """
+    import jax
+
+    previous = os.environ.get("PJRT_NPROC")
+    if previous is None:
+        os.environ["PJRT_NPROC"] = str(threads)
+    try:
+        jax.devices()
+    finally:
+        if previous is None:
+            del os.environ["PJRT_NPROC"]

@@ -33,7 +33,7 @@ from models.inference import load_default_predictors, result_object
 from models.prepare import Prepared, keep_freed_memory
 from models.preprocess import air_to_vacuum
 from serving.batching import MicroBatcher, Overloaded
-from serving.config import Settings
+from serving.config import Settings, start_jax
 from serving.generation import GenerationError, load_default_generator, render_spectra
 from serving.labelling import create_label_app
 from serving.middleware import RequireFileUploads
@@ -75,6 +75,7 @@ class Skysort:
     def __init__(self) -> None:
         configure_logging()
         self.settings = SETTINGS
+        start_jax(self.settings.xla_threads)
         self.predictors = load_default_predictors()
         if "stellar" not in self.predictors:
             raise RuntimeError("no stellar bundle found; run `make models` or set SKYSORT_BUNDLES")

@@ -3,6 +3,10 @@
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from starlette.applications import Starlette
@@ -120,6 +124,38 @@ def test_settings_from_env():
         Settings.from_env({"SKYSORT_WORKERS": "two"})
     with pytest.raises(ValueError, match="must be positive"):
         Settings.from_env({"SKYSORT_MAX_INFLIGHT": "0"})
+    assert Settings.from_env({"SKYSORT_XLA_THREADS": "3"}).xla_threads == 3
+
+
+_XLA_THREADS = """
+import collections, os, sys
+from serving.config import start_jax
+start_jax(int(sys.argv[1]))
+import jax.numpy as jnp
+(jnp.ones((256, 256)) @ jnp.ones((256, 256))).block_until_ready()
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(sum(name.endswith("XLAEigen") for name in names), os.environ.get("PJRT_NPROC"))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize(("threads", "preset", "expected"), [(1, None, "1 None"), (1, "2", "2 2")])
+def test_start_jax_sizes_xlas_pools_and_leaves_the_environment_alone(threads, preset, expected):
+    """XLA's CPU pools get ``threads`` threads, unless PJRT_NPROC says otherwise; the
+    variable is not left set for anything else in the process (a fresh process each)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("PJRT_NPROC", "NPROC")}
+    environ["JAX_PLATFORMS"] = "cpu"
+    if preset is not None:
+        environ["PJRT_NPROC"] = preset
+    run = subprocess.run(
+        [sys.executable, "-c", _XLA_THREADS, str(threads)],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    assert run.stdout.split("\n")[-2] == expected
 
 
 def test_complete_body_is_replayed_as_one_message():
