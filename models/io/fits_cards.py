@@ -26,10 +26,13 @@ reference: tests compare both on every real file and on generated cards.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 BLOCK = 2880
 CARD = 80
@@ -88,6 +91,7 @@ LAYOUT_KEYS = frozenset(
 _XTENSION = b"XTENSION= "
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_value(field: str) -> Any:
     """The value of a card's value field (columns 11-80) as astropy reads it, or None.
 
@@ -166,19 +170,46 @@ def _scan(content: bytes, offset: int, keys: Collection[str]) -> PrimaryCards | 
     header = content[offset:end]
     if not header.isascii():
         return None
+    cards = _cards_of(header, keys)
+    if cards is None:
+        return None
     text = header.decode("ascii")
-    wanted = keys if isinstance(keys, set | frozenset) else set(keys)
     values: dict[str, Any] = {}
-    for start in range(0, len(text), CARD):
-        keyword = text[start : start + 8].rstrip()
-        if keyword != keyword.upper() or keyword == "CONTINUE":
+    for keyword, start in cards:
+        if text[start + 8 : start + 10] != "= ":
             return None
-        if keyword in wanted and keyword not in values:
-            if text[start + 8 : start + 10] != "= ":
-                return None
-            value = parse_value(text[start + 10 : start + CARD])
-            if value is None:
-                return None
-            values[keyword] = value
+        value = parse_value(text[start + 10 : start + CARD])
+        if value is None:
+            return None
+        values[keyword] = value
     data_offset = (end // BLOCK + 1) * BLOCK
     return PrimaryCards(values=values, data_offset=data_offset)
+
+
+#: _cards_of() answers by (keyword column of a header, keys): a survey's files share a
+#: handful of header layouts, so the keywords are located once per layout
+_LAYOUTS: dict[tuple[bytes, frozenset[str]], tuple[tuple[str, int], ...] | None] = {}
+_LAYOUTS_MAX = 256
+
+
+def _cards_of(header: bytes, keys: Collection[str]) -> tuple[tuple[str, int], ...] | None:
+    """(keyword, offset of its card) of the first card of each of ``keys`` in ``header``
+    (whole ASCII cards, no END), or None when a keyword is lower case or CONTINUE."""
+    names = np.frombuffer(header, "S80").astype("S8")  # the keyword column of every card
+    wanted = keys if isinstance(keys, frozenset) else frozenset(keys)
+    layout = (names.tobytes(), wanted)
+    if layout in _LAYOUTS:
+        return _LAYOUTS[layout]
+    keywords = [name.decode("ascii").rstrip() for name in names.tolist()]
+    if any(k != k.upper() or k == "CONTINUE" for k in keywords):
+        cards = None
+    else:
+        first: dict[str, int] = {}
+        for number, keyword in enumerate(keywords):
+            if keyword in wanted and keyword not in first:
+                first[keyword] = number * CARD
+        cards = tuple(first.items())
+    if len(_LAYOUTS) >= _LAYOUTS_MAX:
+        _LAYOUTS.clear()
+    _LAYOUTS[layout] = cards
+    return cards
