@@ -30,6 +30,9 @@ class Settings:
     batch_processes: int = 2
     #: threads of each worker's XLA CPU runtime (its intra-op and dispatch pools)
     xla_threads: int = 1
+    #: seconds after which a keep-alive connection is closed on its next response, so
+    #: that clients' connections spread over the workers again
+    connection_max_age_s: float = 2.0
     #: most rows the micro-batcher sends to the network at once
     max_batch_size: int = 256
     #: longest a request may wait in the batching queue before it gets 503

@@ -36,7 +36,7 @@ from serving.batching import MicroBatcher, Overloaded
 from serving.config import Settings, start_jax
 from serving.generation import GenerationError, load_default_generator, render_spectra
 from serving.labelling import create_label_app
-from serving.middleware import RequireFileUploads
+from serving.middleware import RequireFileUploads, RotateConnections
 from serving.observability import ObserveRequests, configure_logging, metrics
 from serving.preparing import PreparePool, prepare_named
 from serving.uploads import BatchTooLarge, expand_uploads, upload_name
@@ -363,6 +363,7 @@ Skysort.mount_asgi_app(
 # The first middleware added is the outermost: every answer, 413 and 400 included, is
 # logged and counted and carries the request id.
 Skysort.add_asgi_middleware(ObserveRequests, settings=SETTINGS)
+Skysort.add_asgi_middleware(RotateConnections, max_age_s=SETTINGS.connection_max_age_s)
 Skysort.add_asgi_middleware(
     RequireFileUploads, fields=("file", "files"), max_body_bytes=SETTINGS.max_upload_bytes
 )

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from serving.config import Settings
-from serving.middleware import RequireFileUploads
+from serving.middleware import RequireFileUploads, RotateConnections
 from serving.observability import JsonFormatter, ObserveRequests
 
 
@@ -176,3 +176,45 @@ def test_complete_body_is_replayed_as_one_message():
         response = client.post("/classify_spectrum", content=chunks())
     assert response.status_code == 200
     assert [n for n in seen if n] == [1500]
+
+
+def test_connections_are_asked_to_close_once_they_are_old(monkeypatch):
+    """A keep-alive connection gets ``Connection: close`` on its first response after
+    ``max_age_s``; the client's next connection (same address, a new one) starts afresh."""
+    clock = [100.0]
+    monkeypatch.setattr("serving.middleware.time.monotonic", lambda: clock[0])
+    app = _app((RotateConnections, {"max_age_s": 2.0}))
+    with TestClient(app) as client:
+
+        def connection_header():
+            response = client.post("/classify_spectrum", content=b"x")
+            assert response.status_code == 200 and response.json() == {"received": 1}
+            return response.headers.get("connection")
+
+        assert connection_header() is None  # opened at t = 100
+        clock[0] = 101.9
+        assert connection_header() is None
+        clock[0] = 102.0
+        assert connection_header() == "close"
+        assert connection_header() is None  # the client's new connection
+        clock[0] = 103.0
+        assert connection_header() is None
+        clock[0] = 104.5
+        assert connection_header() == "close"
+
+
+def test_only_http_1_1_connections_are_rotated():
+    seen = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def send(message):
+        seen.append(message)
+
+    rotate = RotateConnections(app, max_age_s=0.0)
+    for version in ("1.0", "1.1"):
+        scope = {"type": "http", "http_version": version, "client": ("10.0.0.1", 4000)}
+        asyncio.run(rotate(scope, None, send))
+    assert seen[0]["headers"] == [] and seen[2]["headers"] == [(b"connection", b"close")]
