@@ -195,12 +195,14 @@ _LAYOUTS_MAX = 256
 def _cards_of(header: bytes, keys: Collection[str]) -> tuple[tuple[str, int], ...] | None:
     """(keyword, offset of its card) of the first card of each of ``keys`` in ``header``
     (whole ASCII cards, no END), or None when a keyword is lower case or CONTINUE."""
-    names = np.frombuffer(header, "S80").astype("S8")  # the keyword column of every card
+    # the keyword columns (8 bytes) of every card, byte for byte
+    column = np.frombuffer(header, np.uint8).reshape(-1, CARD)[:, :8].tobytes()
     wanted = keys if isinstance(keys, frozenset) else frozenset(keys)
-    layout = (names.tobytes(), wanted)
+    layout = (column, wanted)
     if layout in _LAYOUTS:
         return _LAYOUTS[layout]
-    keywords = [name.decode("ascii").rstrip() for name in names.tolist()]
+    text = column.decode("ascii")
+    keywords = [text[start : start + 8].rstrip() for start in range(0, len(text), 8)]
     if any(k != k.upper() or k == "CONTINUE" for k in keywords):
         cards = None
     else:

@@ -214,6 +214,22 @@ def test_medium_resolution_file_cut_after_its_coadds_is_read(data_dir, derive_fi
     _same_spectrum(read_spectrum(broken), read_spectrum(source))
 
 
+def test_keywords_are_compared_byte_for_byte(data_dir):
+    """The per-layout cache keys on the raw keyword column: a keyword padded with NUL
+    bytes is another keyword (as before the cache), and the next file of the same layout
+    gets its own values."""
+    first, second = _lamost_files(data_dir)[:2]
+    content = bytearray(first.read_bytes())
+    at = bytes(content).find(b"COEFF0  =")
+    assert at % 80 == 0
+    intact = scan_primary(bytes(content), lamost._FAST_KEYS)
+    content[at + 6 : at + 8] = b"\0\0"
+    padded = scan_primary(bytes(content), lamost._FAST_KEYS)
+    assert "COEFF0" in intact.values and "COEFF0" not in padded.values
+    other = scan_primary(second.read_bytes(), lamost._FAST_KEYS)
+    assert other.values["RA"] == fits.getheader(second)["RA"] != intact.values["RA"]
+
+
 def test_header_without_end_declines():
     card = fits.Card("SIMPLE", True).image
     assert scan_primary(card.encode() + b" " * 80 * 35, ["SIMPLE"]) is None
