@@ -347,7 +347,9 @@ def _table_rows(content: bytes, hdu: PrimaryCards) -> np.ndarray | None:
     columns = []
     for n in range(1, fields + 1):
         name, form = values.get(f"TTYPE{n}"), values.get(f"TFORM{n}")
-        if not isinstance(name, str) or not isinstance(form, str) or not name.strip():
+        if not isinstance(name, str) or not isinstance(form, str):
+            return None
+        if not name.strip() or name != name.lstrip():  # astropy keeps leading blanks
             return None
         if any(f"{card}{n}" in values for card in ("TSCAL", "TZERO", "TDIM")):
             return None
