@@ -38,6 +38,14 @@ FITS_BLOCK = 2880
 _CARD = 80
 _NAXIS_CARD = re.compile(rb"NAXIS   = *\+?([0-9]+)")
 _MAX_NAXIS = 999  # FITS standard 4.0, section 4.4.1.1
+_TFIELDS_CARD = re.compile(rb"TFIELDS = *\+?([0-9]+)")
+_MAX_TFIELDS = 999  # FITS standard 4.0, section 7.3.1
+#: size cards with a negative value (FITS requires NAXISn, PCOUNT, GCOUNT >= 0); one
+#: pattern per keyword, each with a literal prefix that the scan can look for quickly
+_NEGATIVE_SIZE_CARDS = tuple(
+    re.compile(rb"(" + keyword + rb") *= *-[0-9]*[1-9]")
+    for keyword in (rb"NAXIS[0-9]{1,3}", rb"PCOUNT", rb"GCOUNT")
+)
 _END_CARD = b"END".ljust(_CARD)
 #: the HDU classes the spectrum readers meet (astropy.io.fits).
 Hdu = fits.PrimaryHDU | fits.ImageHDU | fits.BinTableHDU | fits.TableHDU
@@ -191,15 +199,28 @@ def describe_layout(headers: list[fits.Header]) -> str:
 
 
 def too_many_axes(content: bytes) -> str | None:
-    """Why a header's NAXIS is impossible (over the standard's 999), or None.
+    """Why a header's sizes are impossible, or None: NAXIS over the standard's 999,
+    TFIELDS over 999, or a negative NAXISn, PCOUNT or GCOUNT.
 
-    astropy builds a list with one entry per axis before it checks anything, so a corrupt
-    ``NAXIS = 99999999`` kept a request busy for over a minute (found by the fuzz test
-    with more examples). Only cards at 80-byte boundaries count.
+    astropy builds a list with one entry per axis (or column) before it checks anything,
+    so a corrupt ``NAXIS = 99999999`` kept a request busy for over a minute (found by the
+    fuzz test with more examples), and ``TFIELDS = 9999999999`` likewise; a negative
+    ``NAXIS1`` in an extension sent its reading of the following HDUs into a loop that
+    did not end within minutes (found by fuzzing a medium-resolution file). Only cards at
+    80-byte boundaries count.
     """
     for match in _NAXIS_CARD.finditer(content):
         if match.start() % _CARD == 0 and int(match.group(1)) > _MAX_NAXIS:
             return f"corrupt header: NAXIS = {int(match.group(1))} (FITS allows at most 999 axes)"
+    for match in _TFIELDS_CARD.finditer(content):
+        if match.start() % _CARD == 0 and int(match.group(1)) > _MAX_TFIELDS:
+            number = int(match.group(1))
+            return f"corrupt header: TFIELDS = {number} (FITS allows at most 999 columns)"
+    for pattern in _NEGATIVE_SIZE_CARDS:
+        for match in pattern.finditer(content):
+            if match.start() % _CARD == 0:
+                keyword = match.group(1).decode("ascii")
+                return f"corrupt header: {keyword} is negative (sizes must be 0 or more)"
     return None
 
 

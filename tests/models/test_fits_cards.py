@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -202,6 +203,23 @@ def test_medium_resolution_file_cut_in_its_coadds_gets_astropys_message(
     with pytest.raises(SpectrumReadError) as slow:
         read_spectrum(broken)
     assert str(fast.value) == str(slow.value)
+
+
+@pytest.mark.parametrize(
+    ("card", "value", "reason"),
+    [
+        (b"NAXIS1  =", b"-1", "NAXIS1 is negative"),
+        (b"TFIELDS =", b"9999999999", "TFIELDS = 9999999999 (FITS allows at most 999 columns)"),
+    ],
+)
+def test_impossible_table_sizes_are_named_not_looped_over(data_dir, card, value, reason):
+    """Each of these kept astropy busy for minutes (found by fuzzing a ``med-*`` file)."""
+    path = _medium(data_dir)
+    content = bytearray(path.read_bytes())
+    at = bytes(content).find(card, 2880)  # in COADD_B's header
+    content[at + 10 : at + 30] = value.rjust(20)
+    with pytest.raises(SpectrumReadError, match=re.escape(reason)):
+        read_spectrum(path, bytes(content))
 
 
 def test_medium_resolution_file_cut_after_its_coadds_is_read(data_dir, derive_file):

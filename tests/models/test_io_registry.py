@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,11 @@ CORRUPTIONS = {
             b"NAXIS   =                    2", b"NAXIS   =             99999999", 1
         ),
         "NAXIS = 99999999 (FITS allows at most 999 axes)",
+    ),
+    # a negative size sent astropy's walk over the HDUs into a loop of minutes
+    "negative NAXIS1": (
+        lambda raw: re.sub(rb"NAXIS1  = +[0-9]+", b"NAXIS1  = " + b"-1".rjust(20), raw, count=1),
+        "NAXIS1 is negative (sizes must be 0 or more)",
     ),
 }
 
