@@ -153,7 +153,7 @@ def leading_headers(head: bytes, max_hdus: int = 20) -> list[fits.Header]:
     Stops quietly at the first HDU that is cut off or unreadable (the head is short on
     purpose); [] when even the primary header is. read_spectrum() reports such problems.
     """
-    if too_many_axes(head) is not None:
+    if impossible_sizes(head) is not None:
         return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyUserWarning)  # truncation of the head itself
@@ -198,7 +198,7 @@ def describe_layout(headers: list[fits.Header]) -> str:
     return ", ".join(parts)
 
 
-def too_many_axes(content: bytes) -> str | None:
+def impossible_sizes(content: bytes) -> str | None:
     """Why a header's sizes are impossible, or None: NAXIS over the standard's 999,
     TFIELDS over 999, or a negative NAXISn, PCOUNT or GCOUNT.
 
@@ -238,7 +238,7 @@ def open_fits(path: Path, content: bytes) -> fits.HDUList:
     """
     if not is_fits(content):
         raise SpectrumReadError(path, "not a FITS file (no SIMPLE card)")
-    problem = too_many_axes(content)
+    problem = impossible_sizes(content)
     if problem is not None:
         raise SpectrumReadError(path, problem)
     try:
