@@ -230,12 +230,14 @@ def main() -> None:
     parser.add_argument("--no-model", action="store_true", help="the baseline only (stellar)")
     parser.add_argument("--out", help="output folder (default: reports/learning_curve_TASK)")
     args = parser.parse_args()
+    if args.task == "galaxy" and (args.no_model or args.baseline_seeds):
+        parser.error("galaxy has no baseline: drop --no-model and --baseline-seeds")
+    if not all(0 < fraction <= 1 for fraction in args.fractions):
+        parser.error(f"--fractions must lie in (0, 1], got {args.fractions}")
     out = Path(args.out or f"reports/learning_curve_{args.task}")
     out.mkdir(parents=True, exist_ok=True)
     task = TASKS[args.task][0](args)
 
-    if args.task == "galaxy" and (args.no_model or args.baseline_seeds):
-        parser.error("galaxy has no baseline: drop --no-model and --baseline-seeds")
     runs = [(f, s, not args.no_model) for f in args.fractions for s in args.seeds]
     first = max(args.seeds) + 1
     extra = range(first, first + args.baseline_seeds)
