@@ -46,6 +46,19 @@ def keep_share(groups: list[list[int]], fraction: float, seed: int) -> set[int]:
     return kept
 
 
+def subsample(rows: list, group_of, fraction: float, seed: int) -> list[int]:
+    """Indices of ``rows`` kept when :func:`keep_share` thins every group; ``group_of(row)``
+    names a row's group, or None for a row that always stays."""
+    groups: dict = {}
+    for i, row in enumerate(rows):
+        group = group_of(row)
+        if group is not None:
+            groups.setdefault(group, []).append(i)
+    members = [groups[key] for key in sorted(groups)]
+    kept = keep_share(members, fraction, seed)
+    return [i for i, row in enumerate(rows) if group_of(row) is None or i in kept]
+
+
 def correlations(features: np.ndarray, queries: np.ndarray, references: np.ndarray) -> np.ndarray:
     """Pearson correlation of the first channel between each query and each reference,
     over the pixels both cover (last channel); (n_queries, n_references)."""
@@ -90,17 +103,11 @@ class Stellar:
     def subset(self, fraction: float, seed: int) -> list[int]:
         from training.stellar_data import MK_CLASSES
 
-        real = [
-            [
-                i
-                for i, row in enumerate(self.rows)
-                if row.source == "lamost" and row.split == "train" and row.mk_class == letter
-            ]
-            for letter in MK_CLASSES
-        ]
-        kept = keep_share(real, fraction, seed)
-        dropped = {i for group in real for i in group} - kept
-        return [i for i in range(len(self.rows)) if i not in dropped]
+        def group(row):
+            real = row.source == "lamost" and row.split == "train"
+            return MK_CLASSES.index(row.mk_class) if real else None
+
+        return subsample(self.rows, group, fraction, seed)
 
     def run(self, fraction: float, seed: int, with_model: bool) -> dict:
         from training.stellar import train_stellar
@@ -151,15 +158,12 @@ class Galaxy:
         from training.galaxy import train_galaxy
         from training.galaxy_data import write_manifest
 
-        classes = sorted({row.gz1_class for row in self.rows})
-        train = [
-            [i for i, r in enumerate(self.rows) if r.split == "train" and r.gz1_class == c]
-            for c in classes
-        ]
-        kept = keep_share(train, fraction, seed)
-        dropped = {i for group in train for i in group} - kept
-        rows = [row for i, row in enumerate(self.rows) if i not in dropped]
-        result = {"fraction": fraction, "seed": seed, "n_real": len(kept)}
+        def group(row):
+            return row.gz1_class if row.split == "train" else None
+
+        rows = [self.rows[i] for i in subsample(self.rows, group, fraction, seed)]
+        n_train = sum(row.split == "train" for row in rows)
+        result = {"fraction": fraction, "seed": seed, "n_real": n_train}
         if with_model:
             epochs = round((self.args.epochs or self.defaults.train.epochs) / fraction)
             with tempfile.TemporaryDirectory() as workdir:

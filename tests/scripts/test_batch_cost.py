@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "batch_cost.py"
-
 
 @pytest.fixture(scope="module")
-def batch_cost():
-    spec = importlib.util.spec_from_file_location("batch_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def batch_cost(load_script):
+    return load_script("batch_cost")
 
 
 @pytest.mark.parametrize("processes", [1, 2])
